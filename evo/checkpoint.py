@@ -1,0 +1,156 @@
+"""Checkpoints of a whole population, written in two phases.
+
+Phase 1: every rank writes its member (SB3 zip with weights + optimizer, a JSON of counters and
+hyperparameters, a file of its RNG states), each file atomically (temp file, fsync, rename).
+Phase 2: after a barrier, rank 0 writes ``manifest.json`` listing every file with its size.
+A checkpoint counts only once its manifest exists, so a crash mid-write leaves the previous one
+as the newest complete checkpoint.
+
+Layout: ``<run>/checkpoints/gen_000004/{member_000.zip, member_000.json, member_000.rng,
+population.json, manifest.json}`` where 4 is the number of completed generations.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evo.errors import CheckpointError
+from evo.records import atomic_replace, write_json
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+KEEP = 2
+
+
+def gen_dir(run_dir: Path, generation: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"gen_{generation:06d}"
+
+
+def member_files(directory: Path, index: int) -> dict[str, Path]:
+    stem = f"member_{index:03d}"
+    return {"zip": directory / f"{stem}.zip", "json": directory / f"{stem}.json", "rng": directory / f"{stem}.rng"}
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def write_member(directory: Path, member: Any) -> tuple[int, float]:
+    """Phase 1 for one member. Returns (bytes written, seconds)."""
+    t0 = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    files = member_files(directory, member.index)
+    member.save_model(files["zip"])
+    write_json(files["json"], member.state_dict())
+    tmp = files["rng"].with_name(files["rng"].name + ".tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(rng_state(), fh)
+    atomic_replace(tmp, files["rng"])
+    size = sum(p.stat().st_size for p in files.values())
+    return size, time.perf_counter() - t0
+
+
+def write_manifest(directory: Path, generation: int, world_size: int, meta: Mapping[str, Any],
+                   population: Mapping[str, Any]) -> None:
+    """Phase 2 (rank 0, after every member is written): population state, then the manifest."""
+    write_json(directory / "population.json", population)
+    files = {}
+    for i in range(world_size):
+        for kind, path in member_files(directory, i).items():
+            if not path.exists():
+                raise CheckpointError(f"checkpoint {directory} lacks {path.name} before its manifest")
+            files[f"{i}:{kind}"] = {"name": path.name, "bytes": path.stat().st_size}
+    manifest = {"format": FORMAT_VERSION, "generation": generation, "world_size": world_size,
+                "meta": dict(meta), "files": files}
+    write_json(directory / MANIFEST, manifest)
+
+
+def prune(run_dir: Path, keep: int = KEEP) -> None:
+    """Delete all but the ``keep`` newest complete checkpoints (and any incomplete older ones)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.exists():
+        return
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("gen_"))
+    complete = [d for d in dirs if (d / MANIFEST).exists()]
+    keep_set = set(complete[-keep:])
+    newest = complete[-1] if complete else None
+    for d in dirs:
+        if d in keep_set:
+            continue
+        if newest is not None and d.name > newest.name:
+            continue  # a newer checkpoint still being written
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def find_latest(run_dir: Path) -> Path:
+    """The newest checkpoint with a manifest; a clear error if there is none."""
+    root = Path(run_dir) / "checkpoints"
+    dirs = sorted((d for d in root.iterdir() if d.is_dir() and d.name.startswith("gen_")), reverse=True) \
+        if root.exists() else []
+    for d in dirs:
+        if (d / MANIFEST).exists():
+            return d
+    raise CheckpointError(f"--resume: no complete checkpoint in {root}")
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Read and verify a manifest: every listed file exists with the recorded size."""
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        generation = int(manifest["generation"])
+        world_size = int(manifest["world_size"])
+        files = manifest["files"]
+        meta = manifest["meta"]
+        if manifest.get("format") != FORMAT_VERSION or not isinstance(files, dict) or not isinstance(meta, dict):
+            raise ValueError("unknown format")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"corrupt checkpoint manifest {path}: {type(exc).__name__}") from None
+    for entry in files.values():
+        f = directory / entry["name"]
+        if not f.exists():
+            raise CheckpointError(f"corrupt checkpoint {directory}: {f.name} is missing")
+        if f.stat().st_size != int(entry["bytes"]):
+            raise CheckpointError(
+                f"corrupt checkpoint {directory}: {f.name} has {f.stat().st_size} bytes, manifest says {entry['bytes']}"
+            )
+    manifest["generation"], manifest["world_size"] = generation, world_size
+    return manifest  # type: ignore[no-any-return]
+
+
+def check_compatible(manifest: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """A resume must keep population size, env and strategy: name the first mismatch."""
+    meta = manifest["meta"]
+    for key, value in expected.items():
+        if key in meta and meta[key] != value:
+            raise CheckpointError(f"--resume: checkpoint has {key}={meta[key]!r} but this run has {key}={value!r}")
+
+
+def load_member(directory: Path, member: Any) -> dict[str, Any]:
+    """Restore one member (weights, optimizer, counters, hparams, RNG states) from a checkpoint."""
+    files = member_files(directory, member.index)
+    try:
+        meta = json.loads(files["json"].read_text())
+        with open(files["rng"], "rb") as fh:
+            state = pickle.load(fh)
+    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise CheckpointError(f"corrupt member checkpoint in {directory}: {type(exc).__name__}") from None
+    member.load_model_state(files["zip"], meta)
+    set_rng_state(state)
+    return meta  # type: ignore[no-any-return]

@@ -1,0 +1,69 @@
+"""Shared plumbing of the entry points: parse, run, and turn failures into clean exits.
+
+* A :class:`~evo.errors.EvoError` (bad input) is raised identically on every rank (validation
+  is deterministic, and root-only checks are broadcast), so rank 0 prints one line and every
+  rank exits with its code; no rank is left waiting.
+* Any other exception is a bug or a crash on one rank: that rank prints one line and aborts the
+  whole MPI job, so no other rank hangs in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from evo.errors import EvoError
+
+
+def main_guard(body: Callable[[], int], prog: str) -> int:
+    """Run ``body`` and map its outcome to an exit code on every rank."""
+    # Keep BLAS/OpenMP from starting a thread per core in every rank before torch is told.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        from evo.comm import world
+    except ImportError as exc:
+        print(f"{prog}: error: mpi4py is not usable ({exc}); install evo with an MPI "
+              f"(pip install 'evo[mpich]') or load your site's MPI", file=sys.stderr)
+        return 2
+    comm = world()
+    rank = comm.Get_rank()
+    try:
+        return body()
+    except EvoError as exc:
+        if rank == 0:
+            print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        if os.environ.get("EVO_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"{prog}: error on rank {rank}: {type(exc).__name__}: {msg} "
+              f"(set EVO_TRACEBACK=1 for the traceback)", file=sys.stderr, flush=True)
+        if comm.Get_size() > 1:
+            from evo.comm import abort
+
+            abort(comm, 1)
+        return 1
+
+
+def run_strategy(strategy: str, argv: Sequence[str] | None, description: str) -> int:
+    """Entry point body shared by evo.wta, evo.truncation and evo.truncation_collective."""
+    prog = f"python -m evo.{strategy}"
+
+    def body() -> int:
+        from evo import pbt
+        from evo.comm import world
+        from evo.config import PBTConfig, parse
+
+        cfg = parse(PBTConfig, argv, prog, description, strategy=strategy)
+        cfg.validate()
+        return pbt.run(cfg, world())
+
+    return main_guard(body, prog)

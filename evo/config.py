@@ -1,0 +1,199 @@
+"""Run configuration: one dataclass per kind of run, parsed from the command line in one place.
+
+Each field carries its help text in ``metadata["help"]``; :func:`parse` turns the dataclass into
+an argparse parser (``--snake-case`` flags, ``--flag/--no-flag`` for booleans), then
+:meth:`validate` checks everything that does not need MPI or an env, so every rank rejects bad
+input with the same one-line :class:`~evo.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from evo.errors import ConfigError
+
+
+def arg(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with command-line help."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class CommonConfig:
+    """Settings shared by PBT members and the baseline runner."""
+
+    env_id: str = arg("CartPole-v1", "Gymnasium id (CartPole-v1, Pendulum-v1, ...) or ProcGen game (bigfish, ...)")
+    n_envs: int = arg(4, "parallel environments per member (one VecEnv)")
+    n_steps: int = arg(256, "PPO rollout length per environment; a rollout is n_steps * n_envs env steps")
+    eval_episodes: int = arg(10, "episodes per evaluation (score = mean return)")
+    eval_deterministic: bool | None = arg(
+        None, "greedy actions when evaluating (default: on for Gymnasium, off for ProcGen as in the Procgen paper)"
+    )
+    eval_test_levels: bool = arg(False, "ProcGen: also evaluate on held-out levels (outside the training levels)")
+    num_levels: int = arg(0, "ProcGen: number of training levels (0 = unlimited)")
+    start_level: int = arg(0, "ProcGen: first training level seed")
+    distribution_mode: str = arg("easy", "ProcGen: easy, hard, extreme, memory or exploration")
+    policy: str = arg("auto", "auto, MlpPolicy, CnnPolicy or impala (IMPALA CNN of the Procgen paper)")
+    seed: int = arg(0, "base seed; member i uses seed + i")
+    log_dir: str = arg("logs", "root folder of all runs")
+    exp_name: str | None = arg(None, "run name: outputs go to <log-dir>/<exp-name> (default: derived from the run)")
+    tb_writer: bool = arg(True, "write TensorBoard event files")
+    threads: int = arg(0, "torch threads per rank (0 = cores on this node / ranks on this node, at least 1)")
+    checkpoint_every: int = arg(1, "checkpoint every this many generations (0 = never)")
+    resume: bool = arg(False, "continue <log-dir>/<exp-name> from its newest complete checkpoint")
+    overwrite: bool = arg(False, "delete an existing <log-dir>/<exp-name> and start again")
+    verbose: int = arg(1, "0 = quiet, 1 = one line per generation on rank 0")
+
+    def validate(self) -> None:
+        positive = ("n_envs", "n_steps", "eval_episodes")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0, got {self.threads}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite cannot be used together")
+        if self.exp_name is not None and (not self.exp_name or "/" in self.exp_name or self.exp_name in (".", "..")):
+            raise ConfigError(f"--exp-name must be a plain folder name, got {self.exp_name!r}")
+        from evo.envs import EnvSpec, check_env
+
+        check_env(self.env_spec())
+        if self.eval_test_levels and not self.env_spec().is_procgen:
+            raise ConfigError("--eval-test-levels needs a ProcGen game as --env-id")
+        if self.eval_test_levels and self.num_levels == 0:
+            raise ConfigError("--eval-test-levels needs --num-levels > 0 (held-out levels are those outside it)")
+        _ = EnvSpec
+
+    def env_spec(self) -> Any:
+        from evo.envs import EnvSpec
+
+        return EnvSpec(self.env_id, self.num_levels, self.start_level, self.distribution_mode)
+
+    @property
+    def rollout_size(self) -> int:
+        return self.n_steps * self.n_envs
+
+    @property
+    def deterministic_eval(self) -> bool:
+        if self.eval_deterministic is not None:
+            return self.eval_deterministic
+        return not self.env_spec().is_procgen
+
+    @property
+    def run_dir(self) -> Path:
+        assert self.exp_name is not None
+        return Path(self.log_dir) / self.exp_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PBTConfig(CommonConfig):
+    """A population-based training run (one member per MPI rank)."""
+
+    strategy: str = arg("wta", "selection strategy (set by the entry point)", cli=False)
+    num_agents: int | None = arg(None, "population size; must equal the MPI world size (default: world size)")
+    generations: int = arg(10, "number of generations (train, evaluate, select, explore)")
+    steps_per_generation: int = arg(4096, "env steps each member trains per generation (multiple of the rollout)")
+    quantile: float = arg(0.25, "truncation: fraction of members replaced each generation, in (0, 0.5]")
+    hyperparams: str | None = arg(None, "YAML file overriding the search space (bounds, init, explore)")
+    select_on: str = arg("train", "score used for selection: train (training levels) or test (held-out levels)")
+    exchange: bool = arg(True, "move weights between members (--no-exchange: train the same members without PBT)")
+
+    def validate(self) -> None:
+        super().validate()
+        from evo.selection import STRATEGIES, validate_quantile
+
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}")
+        if self.generations <= 0:
+            raise ConfigError(f"--generations must be > 0, got {self.generations}")
+        if self.steps_per_generation <= 0:
+            raise ConfigError(f"--steps-per-generation must be > 0, got {self.steps_per_generation}")
+        if self.steps_per_generation % self.rollout_size != 0:
+            raise ConfigError(
+                f"--steps-per-generation ({self.steps_per_generation}) must be a multiple of the rollout "
+                f"n_steps * n_envs = {self.n_steps} * {self.n_envs} = {self.rollout_size}"
+            )
+        if self.num_agents is not None and self.num_agents <= 0:
+            raise ConfigError(f"--num-agents must be > 0, got {self.num_agents}")
+        validate_quantile(self.quantile)
+        if self.select_on not in ("train", "test"):
+            raise ConfigError(f"--select-on must be train or test, got {self.select_on!r}")
+        if self.select_on == "test" and not self.eval_test_levels:
+            raise ConfigError("--select-on test needs --eval-test-levels")
+
+    def default_exp_name(self) -> str:
+        return f"{self.strategy}-{self.env_id}-s{self.seed}"
+
+
+C = TypeVar("C", bound=CommonConfig)
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """(underlying type, optional?) of a field annotation like ``int | None``."""
+    args = getattr(tp, "__args__", None)
+    if args:
+        non_none = [a for a in args if a is not type(None)]
+        return non_none[0], len(non_none) != len(args)
+    return tp, False
+
+
+def build_parser(cls: type[CommonConfig], prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp, _optional = _base_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=f.default, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=tp, default=f.default, help=help_text,
+                                metavar=f.name.upper())
+    return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    pass
+
+
+def parse(cls: type[C], argv: Sequence[str] | None, prog: str, description: str, **fixed: Any) -> C:
+    """Parse ``argv`` into ``cls``; a bad flag or value is a :class:`ConfigError` (one line)."""
+    parser = build_parser(cls, prog, description)
+
+    def error(message: str) -> Any:
+        raise ConfigError(f"{prog}: {message}")
+
+    parser.error = error  # type: ignore[method-assign]
+    ns = parser.parse_args(argv)
+    values = {k: v for k, v in vars(ns).items()}
+    values.update(fixed)
+    cfg = cls(**values)
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number")
+    return cfg
+
+
+def save_config(cfg: CommonConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the resolved configuration as JSON (atomically)."""
+    from evo.records import atomic_write_text
+
+    data = {"config": cfg.to_dict(), **(extra or {})}
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,21 @@
+"""PBT with truncation selection, point to point: members in the bottom quantile each copy a member drawn from the top quantile (Isend/Irecv between the pairs only), then explore.
+
+Usage: ``mpiexec -n 8 python -m evo.truncation --env-id CartPole-v1`` (see ``--help``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from evo.cli import run_strategy
+
+DESCRIPTION = "PBT with truncation selection, point to point: members in the bottom quantile each copy a member drawn from the top quantile (Isend/Irecv between the pairs only), then explore."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_strategy("truncation", argv, DESCRIPTION)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
