@@ -21,7 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, set_random_seed, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from evo.config import CommonConfig
@@ -217,6 +217,7 @@ class Member:
         env = self.test_env if test_levels else self.eval_env
         assert env is not None, "held-out levels were not requested"
         env.seed(seed)
+        set_random_seed(seed)  # stochastic evaluation samples actions from torch's global rng
         returns, _ = evaluate_policy(self.model, env, n_eval_episodes=n_episodes,
                                      deterministic=deterministic, return_episode_rewards=True, warn=False)
         return float(np.mean(returns))

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,20 @@ def decide(strategy: str, generation: int, scores: Sequence[float], hparams: Seq
         out.append(Decision(generation, t.receiver, t.donor, float(scores[t.receiver]), float(scores[t.donor]),
                             dict(hparams[t.receiver]), dict(hparams[t.donor]), new, changes))
     return out
+
+
+def exchange(transport: comm_mod.Transport, member: Member, decisions: Sequence[Decision]) -> Decision | None:
+    """Move weights + optimizer state along ``decisions``; receivers then take their explored
+    hyperparameters. Returns this rank's decision if it received, else ``None``."""
+    if not decisions:
+        return None
+    received = transport.move([Transfer(d.receiver, d.donor) for d in decisions], member.pack)
+    if received is None:
+        return None
+    mine = next(d for d in decisions if d.receiver == transport.rank)
+    member.unpack(received)
+    member.apply_hparams(mine.hparams_after)
+    return mine
 
 
 # -- stop requests --------------------------------------------------------------------------
@@ -248,19 +263,14 @@ def run(cfg: PBTConfig, comm: Any) -> int:
             sel = [(t if t is not None else math.nan) for t in tests] if cfg.select_on == "test" else scores
             decisions: list[Decision] = []
             if not baseline and cfg.exchange and world > 1:
-                mine_hp = [s[2] for s in statuses]
-                decisions = comm_mod.root_decides(
-                    comm, lambda: decide(cfg.strategy, gen, sel, mine_hp, space, cfg.quantile, cfg.seed))
+                all_hp = [s[2] for s in statuses]
+                decisions = comm_mod.root_decides(comm, partial(
+                    decide, cfg.strategy, gen, sel, all_hp, space, cfg.quantile, cfg.seed))
             select_s = time.perf_counter() - t_sel0
 
             t_ex0 = time.perf_counter()
-            if transport is not None and decisions:
-                transfers = [Transfer(d.receiver, d.donor) for d in decisions]
-                received = transport.move(transfers, member.pack)
-                if received is not None:
-                    mine = next(d for d in decisions if d.receiver == rank)
-                    member.unpack(received)
-                    member.apply_hparams(mine.hparams_after)
+            if transport is not None:
+                exchange(transport, member, decisions)
             exchange_s = time.perf_counter() - t_ex0
             gen_s = time.perf_counter() - t_gen0
 

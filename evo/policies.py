@@ -64,8 +64,8 @@ class ImpalaCNN(BaseFeaturesExtractor):
     ) -> None:
         super().__init__(observation_space, features_dim)
         shape = observation_space.shape
-        if shape is None or len(shape) != 3:
-            raise ValueError(f"ImpalaCNN needs (C, H, W) image observations, got shape {shape}")
+        if shape is None or len(shape) != 3 or shape[0] > min(shape[1:]):
+            raise ValueError(f"ImpalaCNN needs channel-first (C, H, W) images, got shape {shape}")
         stacks: list[nn.Module] = []
         in_channels = shape[0]
         for out_channels in channels:

@@ -80,9 +80,7 @@ def check_procgen_options(
     if game not in GAMES:
         raise ConfigError(f"unknown ProcGen game {game!r}; valid games: {', '.join(GAMES)}")
     if distribution_mode not in MODE_GAMES:
-        raise ConfigError(
-            f"unknown --distribution-mode {distribution_mode!r} (known: {', '.join(MODE_GAMES)})"
-        )
+        raise ConfigError(f"unknown --distribution-mode {distribution_mode!r} (known: {', '.join(MODE_GAMES)})")
     if game not in MODE_GAMES[distribution_mode]:
         raise ConfigError(
             f"ProcGen game {game!r} has no {distribution_mode!r} mode "
@@ -94,9 +92,7 @@ def check_procgen_options(
         if distribution_mode == "exploration":
             raise ConfigError("--distribution-mode exploration plays one fixed level; it has no held-out levels")
         if num_levels == 0:
-            raise ConfigError(
-                "held-out test levels need --num-levels > 0 (with 0, every level is a training level)"
-            )
+            raise ConfigError("held-out test levels need --num-levels > 0 (with 0, every level is a training level)")
         if start_level + num_levels >= INT32_MAX and start_level == 0:
             raise ConfigError("the training levels cover every ProcGen level; none are left to test on")
 
@@ -147,13 +143,13 @@ class ProcgenVecEnv(VecEnv):
         )
         self._engine: Any = None
         self._pending_seed: int | None = None
-        self._seed_rng = np.random.default_rng(0)
         self._fresh = False
         self._actions: np.ndarray | None = None
         self._ep_returns = np.zeros(n_envs, dtype=np.float64)
         self._ep_lengths = np.zeros(n_envs, dtype=np.int64)
         self._t_start = time.time()
         self._build_engine(seed)
+        self._seed_rng = np.random.default_rng(self.rand_seed)
 
     # -- engine ---------------------------------------------------------------------------------
 
@@ -164,7 +160,6 @@ class ProcgenVecEnv(VecEnv):
         if self._engine is not None:
             self._engine.close()
         rand_seed = int(seed) % 2**31
-        self._seed_rng = np.random.default_rng(rand_seed)
         kwargs: dict[str, Any] = {}
         if self.distribution_mode != "exploration":  # exploration fixes its own level
             kwargs = {"num_levels": self.num_levels, "start_level": self.start_level}
@@ -203,6 +198,7 @@ class ProcgenVecEnv(VecEnv):
     def reset(self) -> VecEnvObs:
         if self._pending_seed is not None:
             self._build_engine(self._pending_seed)
+            self._seed_rng = np.random.default_rng(self._pending_seed)
             self._pending_seed = None
         elif not self._fresh:
             self._build_engine(int(self._seed_rng.integers(0, 2**31 - 1)))
@@ -271,7 +267,9 @@ class ProcgenVecEnv(VecEnv):
             raise NotImplementedError("ProcgenVecEnv attributes are shared by all its envs; set them for all")
         setattr(self, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         """Call the adapter's method once and repeat its result for each requested index."""
         idx = list(self._get_indices(indices))
         result = getattr(self, method_name)(*method_args, **method_kwargs)

@@ -1,0 +1,72 @@
+"""Shared test helpers: running evo under mpiexec with a hard timeout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MPI_SCRIPTS = Path(__file__).resolve().parent / "mpi"
+
+
+def mpiexec_path() -> str | None:
+    """The mpiexec next to this Python (pip's mpich), else the one on PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    if local.exists():
+        return str(local)
+    return shutil.which("mpiexec")
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_cmd(args: list[str], timeout: float, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> Completed:
+    """Run ``args`` in its own process group; on timeout kill the whole group and fail the test."""
+    import time
+
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, cwd=cwd or ROOT, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout}s (deadlock?): {' '.join(args)}\n--- stdout\n{out[-3000:]}\n"
+                    f"--- stderr\n{err[-3000:]}")
+    return Completed(proc.returncode, out, err, time.monotonic() - t0)
+
+
+def run_mpi(n: int, module_or_script: str, *args: str, timeout: float = 180,
+            env: dict[str, str] | None = None) -> Completed:
+    """``mpiexec -n N python -m mpi4py ...``: an exception on one rank aborts every rank."""
+    mpiexec = mpiexec_path()
+    if mpiexec is None:
+        pytest.skip("no mpiexec (pip install mpich, or load an MPI)")
+    target = ["-m", module_or_script] if not module_or_script.endswith(".py") else [module_or_script]
+    return run_cmd([mpiexec, "-n", str(n), sys.executable, "-m", "mpi4py", *target, *args],
+                   timeout=timeout, env=env)
+
+
+def run_module(module: str, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> Completed:
+    """``python -m module ...`` as a plain single process."""
+    return run_cmd([sys.executable, "-m", module, *args], timeout=timeout, env=env)
+
+
+TINY = ["--env-id", "CartPole-v1", "--n-envs", "2", "--n-steps", "128", "--steps-per-generation", "256",
+        "--eval-episodes", "2"]
+"""Flags for the smallest real run: 256 env steps per member per generation."""
