@@ -263,9 +263,11 @@ class SlurmCluster:
         if not self.conf.exists():
             return
         marker = f"SLURM_CONF={self.conf}".encode()
+        # Daemons still running (and their helpers, e.g. slurmctld's slurmscriptd) are stopped by
+        # _stop_process in order; killing slurmscriptd under a live slurmctld makes it hang.
         own = {p.pid for p in self.procs.values() if p.poll() is None}
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = [p for p in _pids_with_env(marker) if p not in own]
+            pids = [p for p in _pids_with_env(marker) if not _descends_from(p, own)]
             if not pids:
                 return
             for pid in pids:
@@ -437,6 +439,24 @@ def _req(name: str) -> str:
     if path is None:
         raise SlurmUnavailable(f"{name} not found")
     return path
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _descends_from(pid: int, ancestors: set[int]) -> bool:
+    for _ in range(64):
+        if pid in ancestors:
+            return True
+        if pid <= 1:
+            return False
+        pid = _ppid(pid)
+    return False
 
 
 def _alive(pid: int) -> bool:

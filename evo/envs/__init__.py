@@ -51,11 +51,11 @@ def check_env(spec: EnvSpec) -> None:
     if spec.is_procgen:
         if spec.num_levels < 0 or spec.start_level < 0:
             raise ConfigError("--num-levels and --start-level must be >= 0")
-        if spec.distribution_mode not in DISTRIBUTION_MODES:
-            raise ConfigError(
-                f"unknown --distribution-mode {spec.distribution_mode!r} "
-                f"(known: {', '.join(DISTRIBUTION_MODES)})"
-            )
+        from evo.envs.procgen import check_procgen_options
+
+        game = procgen_game(spec.env_id)
+        assert game is not None
+        check_procgen_options(game, spec.distribution_mode, spec.num_levels, spec.start_level)
         return
     import gymnasium as gym
 
