@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from evo.errors import EvoError
@@ -51,6 +52,26 @@ def main_guard(body: Callable[[], int], prog: str) -> int:
 
             abort(comm, 1)
         return 1
+
+
+def run_baseline(argv: Sequence[str] | None, description: str) -> int:
+    """Entry point body of evo.baseline."""
+    prog = "python -m evo.baseline"
+
+    def body() -> int:
+        from evo import pbt
+        from evo.comm import world
+        from evo.config import BaselineConfig, explicit_flags, parse
+
+        cfg = parse(BaselineConfig, argv, prog, description)
+        explicit = explicit_flags(BaselineConfig, argv)
+        if "log_dir" not in explicit:
+            cfg.log_dir = str(Path(cfg.log_dir) / cfg.env_id)
+        cfg.resolve(explicit)
+        cfg.validate()
+        return pbt.run(cfg, world())
+
+    return main_guard(body, prog)
 
 
 def run_strategy(strategy: str, argv: Sequence[str] | None, description: str) -> int:

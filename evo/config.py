@@ -64,14 +64,13 @@ class CommonConfig:
             raise ConfigError("--resume and --overwrite cannot be used together")
         if self.exp_name is not None and (not self.exp_name or "/" in self.exp_name or self.exp_name in (".", "..")):
             raise ConfigError(f"--exp-name must be a plain folder name, got {self.exp_name!r}")
-        from evo.envs import EnvSpec, check_env
+        from evo.envs import check_env
 
         check_env(self.env_spec())
         if self.eval_test_levels and not self.env_spec().is_procgen:
             raise ConfigError("--eval-test-levels needs a ProcGen game as --env-id")
         if self.eval_test_levels and self.num_levels == 0:
             raise ConfigError("--eval-test-levels needs --num-levels > 0 (held-out levels are those outside it)")
-        _ = EnvSpec
 
     def env_spec(self) -> Any:
         from evo.envs import EnvSpec
@@ -114,7 +113,7 @@ class PBTConfig(CommonConfig):
         super().validate()
         from evo.selection import STRATEGIES, validate_quantile
 
-        if self.strategy not in STRATEGIES:
+        if self.strategy not in (*STRATEGIES, "baseline"):
             raise ConfigError(f"unknown strategy {self.strategy!r}")
         if self.generations <= 0:
             raise ConfigError(f"--generations must be > 0, got {self.generations}")
@@ -135,6 +134,68 @@ class PBTConfig(CommonConfig):
 
     def default_exp_name(self) -> str:
         return f"{self.strategy}-{self.env_id}-s{self.seed}"
+
+
+@dataclass
+class BaselineConfig(PBTConfig):
+    """A single-agent PPO run with the member code of PBT (K independent seeds under mpiexec -n K).
+
+    Internally the same loop as PBT with strategy ``baseline``: a "generation" is one evaluation
+    interval, and nothing moves between members.
+    """
+
+    strategy: str = arg("baseline", "", cli=False)
+    param_name: str = arg("auto", "hyperparameter set: baseline (Procgen paper), baseline3 (SB3 defaults), "
+                                  "cartpole, or one from --param-file (auto: baseline for ProcGen, cartpole "
+                                  "for CartPole-v1, else baseline3)")
+    param_file: str | None = arg(None, "YAML file of named hyperparameter sets (default: the one shipped with evo)")
+    num_timesteps: int = arg(100_000, "env steps per agent")
+    eval_every: int = arg(0, "evaluate every this many env steps, rounded up to whole rollouts "
+                             "(0 = 10 evaluations per run)")
+    save_every: int = arg(5, "also save an SB3 model zip every this many evaluations (0 = final only)")
+    generations: int = arg(0, "", cli=False)
+    steps_per_generation: int = arg(0, "", cli=False)
+    quantile: float = arg(0.25, "", cli=False)
+    hyperparams: str | None = arg(None, "", cli=False)
+    select_on: str = arg("train", "", cli=False)
+    exchange: bool = arg(False, "", cli=False)
+    set_hparams: dict = arg(None, "", cli=False)  # type: ignore[type-arg]
+
+    def resolve(self, explicit: set[str]) -> None:
+        """Apply the named set (flags given on the command line win) and derive the schedule."""
+        from evo.hparam_sets import get_set, split_set
+
+        name = self.param_name
+        if name == "auto":
+            from evo.envs import procgen_game
+
+            name = "baseline" if procgen_game(self.env_id) else "cartpole" if self.env_id == "CartPole-v1" \
+                else "baseline3"
+            self.param_name = name
+        values = get_set(name, self.param_file)
+        for key in ("n_envs", "n_steps", "policy", "eval_deterministic"):
+            if key in values and key not in explicit:
+                setattr(self, key, values[key])
+        if self.n_envs <= 0 or self.n_steps <= 0:
+            raise ConfigError("--n-envs and --n-steps must be > 0")
+        hp, _ = split_set(values, self.rollout_size)
+        self.set_hparams = hp
+        if self.num_timesteps <= 0:
+            raise ConfigError(f"--num-timesteps must be > 0, got {self.num_timesteps}")
+        if self.eval_every < 0 or self.save_every < 0:
+            raise ConfigError("--eval-every and --save-every must be >= 0")
+        every = self.eval_every or max(self.num_timesteps // 10, 1)
+        rollouts = -(-every // self.rollout_size)
+        self.steps_per_generation = rollouts * self.rollout_size
+        self.generations = -(-self.num_timesteps // self.steps_per_generation)
+
+    def default_exp_name(self) -> str:
+        return f"baseline-{self.param_name}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        assert self.exp_name is not None
+        return Path(self.log_dir) / self.exp_name
 
 
 C = TypeVar("C", bound=CommonConfig)
@@ -168,16 +229,12 @@ def build_parser(cls: type[CommonConfig], prog: str, description: str) -> argpar
     return parser
 
 
-class _Parser(argparse.ArgumentParser):
-    pass
-
-
 def parse(cls: type[C], argv: Sequence[str] | None, prog: str, description: str, **fixed: Any) -> C:
     """Parse ``argv`` into ``cls``; a bad flag or value is a :class:`ConfigError` (one line)."""
     parser = build_parser(cls, prog, description)
 
     def error(message: str) -> Any:
-        raise ConfigError(f"{prog}: {message}")
+        raise ConfigError(message)
 
     parser.error = error  # type: ignore[method-assign]
     ns = parser.parse_args(argv)
@@ -189,6 +246,16 @@ def parse(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
         if isinstance(v, float) and not math.isfinite(v):
             raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number")
     return cfg
+
+
+def explicit_flags(cls: type[CommonConfig], argv: Sequence[str] | None) -> set[str]:
+    """Field names whose flags appear in ``argv`` (so a named set does not override them)."""
+    parser = build_parser(cls, "evo", "")
+    parser.argument_default = argparse.SUPPRESS
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    ns, _ = parser.parse_known_args(argv)
+    return set(vars(ns))
 
 
 def save_config(cfg: CommonConfig, path: Path, extra: dict[str, Any] | None = None) -> None:

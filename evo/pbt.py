@@ -175,8 +175,12 @@ def _stats(values: Sequence[float]) -> tuple[float | None, float | None, float |
     return max(finite), float(np.mean(finite)), min(finite)
 
 
-def run(cfg: PBTConfig, comm: Any) -> int:
-    """Run (or resume) a PBT or baseline job on ``comm``. Returns the process exit code."""
+def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None = None) -> int:
+    """Run (or resume) a PBT or baseline job on ``comm``. Returns the process exit code.
+
+    ``schedule`` (baseline only, used by replay): hyperparameters to apply at the start of each
+    generation, ``schedule[g]`` for generation ``g`` (the last entry holds for later ones).
+    """
     rank, world = comm.Get_rank(), comm.Get_size()
     baseline = cfg.strategy == "baseline"
     if cfg.num_agents is None:
@@ -244,6 +248,8 @@ def run(cfg: PBTConfig, comm: Any) -> int:
                 break
             t_gen0 = time.perf_counter()
             member.reseed(gen)
+            if schedule:
+                member.apply_hparams(schedule[min(gen, len(schedule) - 1)])
             hp_used = dict(member.hparams)
             stats = member.train(cfg.steps_per_generation, should_stop=stop)
             if comm_mod.agree(comm, stats.stopped or stop.requested):
@@ -319,6 +325,9 @@ def run(cfg: PBTConfig, comm: Any) -> int:
                 if cfg.verbose:
                     _print_generation(cfg, gen_row, rows)
 
+            save_every = getattr(cfg, "save_every", 0)
+            if baseline and save_every and (gen + 1) % save_every == 0 and gen + 1 < cfg.generations:
+                member.save_model(run_dir / "models" / f"member_{rank:03d}_steps_{member.num_timesteps}.zip")
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
                 _checkpoint(cfg, comm, member, gen + 1, expected, scores, ckpt_log)
         else:
@@ -342,6 +351,8 @@ def run(cfg: PBTConfig, comm: Any) -> int:
 
 
 def _space_for(cfg: PBTConfig) -> Space:
+    if cfg.strategy == "baseline":
+        return Space(params={}, constants=dict(getattr(cfg, "set_hparams", None) or {}))
     space = load_space(cfg.hyperparams, cfg.rollout_size)
     check_batch_size(space, cfg.rollout_size)
     return space

@@ -52,7 +52,8 @@ def validate_quantile(quantile: float) -> None:
 def truncation_size(n: int, quantile: float) -> int:
     """How many members are in the bottom (and top) quantile: ``ceil(n*q)``, at most ``n // 2``."""
     validate_quantile(quantile)
-    return min(math.ceil(n * quantile), n // 2)
+    # round first: 100 * 0.07 is 7.000000000000001 in floating point, and ceil would make it 8
+    return min(math.ceil(round(n * quantile, 9)), n // 2)
 
 
 def plan_wta(scores: Sequence[float]) -> list[Transfer]:

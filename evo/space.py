@@ -56,6 +56,8 @@ class Param:
                 raise ConfigError(f"hyperparameter {n!r}: categorical needs a non-empty 'choices' list")
             if self.init is not None:
                 init = self.init if isinstance(self.init, (list, tuple)) else (self.init,)
+                if not init:
+                    raise ConfigError(f"hyperparameter {n!r}: init must name at least one of the choices")
                 bad = [c for c in init if c not in self.choices]
                 if bad:
                     raise ConfigError(f"hyperparameter {n!r}: initial value(s) {bad} not in choices")
@@ -73,7 +75,7 @@ class Param:
         if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high)):
             raise ConfigError(f"hyperparameter {n!r}: int bounds must be whole numbers")
         lo, hi = self.init_range()
-        if lo < self.low or hi > self.high or lo > hi:
+        if not (self.low <= lo <= hi <= self.high):  # also rejects NaN
             raise ConfigError(
                 f"hyperparameter {n!r}: initial value/range {self.init} outside bounds [{self.low}, {self.high}]"
             )
@@ -140,6 +142,8 @@ class Param:
             new = 1.0 - (1.0 - float(value)) * factor
         else:
             new = float(value) * factor
+        if self.kind == "int" and factor != 1 and round(new) == value:
+            new = value + (1 if factor > 1 else -1)  # small ints (1, 2) would never move otherwise
         return self.clip(new)
 
 
@@ -203,8 +207,9 @@ def explore(
         # Draw both numbers for every parameter so the rng stream does not depend on the branch.
         u = float(rng.random())
         factor = float(settings.perturb_factors[int(rng.integers(len(settings.perturb_factors)))])
+        resampled = p.sample(rng, initial=False)
         if u < settings.resample_probability:
-            value, op = p.sample(rng, initial=False), "resample"
+            value, op = resampled, "resample"
         else:
             value, op = p.perturb(old, factor), f"x{factor:g}"
         new[name] = value
@@ -357,7 +362,8 @@ def check_batch_size(space: Space, rollout_size: int) -> None:
             raise ConfigError("batch_size must be categorical (a list of choices that divide the rollout)")
     elif "batch_size" in space.constants:
         sizes = [space.constants["batch_size"]]
-    bad = [s for s in sizes if not isinstance(s, (int, float)) or s <= 0 or rollout_size % int(s) != 0]
+    bad = [s for s in sizes if isinstance(s, bool) or not isinstance(s, (int, float)) or s != int(s) or s <= 0
+           or rollout_size % int(s) != 0]
     if bad:
         raise ConfigError(
             f"batch_size {bad} does not divide the rollout size n_steps * n_envs = {rollout_size}"

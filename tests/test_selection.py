@@ -165,8 +165,6 @@ def test_truncation_size_matches_exact_ceil_for_binary_fractions() -> None:
             assert truncation_size(n, q) == oracle_k(n, q), (n, q)
 
 
-@pytest.mark.xfail(strict=True, reason="truncation_size computes ceil(n*q) in floating point: "
-                                       "100*0.07 == 7.000000000000001 -> 8 instead of 7")
 def test_truncation_size_is_exact_for_decimal_quantiles() -> None:
     for qi in range(1, 51):
         q = qi / 100

@@ -485,8 +485,6 @@ def test_explore_differs_between_seeds() -> None:
     assert len(outcomes) >= 55
 
 
-@pytest.mark.xfail(strict=True, reason="explore's rng stream depends on the resample branch (resample draws extra "
-                                       "numbers), contrary to the comment in evo.space.explore")
 def test_explore_rng_stream_does_not_depend_on_the_branch() -> None:
     base = default_space()
     hp = base.sample(np.random.default_rng(0))
@@ -707,15 +705,11 @@ def test_space_from_mapping_does_not_mutate_the_base() -> None:
     assert base == snapshot
 
 
-@pytest.mark.xfail(strict=True, reason="Param.validate accepts a NaN initial value (NaN comparisons are False); "
-                                       "sample() then raises OverflowError instead of a ConfigError at load")
 def test_nan_initial_value_is_rejected() -> None:
     with pytest.raises(ConfigError, match="clip_range"):
         space_from_mapping({"clip_range": {"init": "nan"}}, default_space())
 
 
-@pytest.mark.xfail(strict=True, reason="Param.validate accepts an empty categorical init list; sample() then "
-                                       "raises ValueError from rng.integers(0)")
 def test_empty_categorical_init_is_rejected() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         space_from_mapping({"batch_size": {"init": []}}, default_space())
@@ -759,8 +753,6 @@ def test_check_batch_size_needs_categorical() -> None:
     assert_one_line_config_error(exc, "batch_size", "categorical")
 
 
-@pytest.mark.xfail(strict=True, reason="check_batch_size truncates with int(): a non-integral batch size such as "
-                                       "64.5 (or True) passes when int(s) divides the rollout")
 @pytest.mark.parametrize("size", [64.5, True])
 def test_check_batch_size_rejects_non_integral(size: Any) -> None:
     with pytest.raises(ConfigError):

@@ -1,0 +1,273 @@
+# shellcheck shell=bash disable=SC2034  # EVO_LAUNCH, EVO_RESUME_FLAGS, EVO_RC are read by the batch scripts
+# Shared plumbing of hpc/pbt.sbatch and hpc/baseline.sbatch. Source it, do not run it.
+#
+# What it provides:
+#   evo_log MSG...            one log line on stdout (the job's output file), with wall time and epoch
+#   evo_setup_env             site modules, the Python environment, threads per rank
+#   evo_launcher_cmd          fills the array EVO_LAUNCH with the MPI launcher prefix (srun / mpiexec / none)
+#   evo_resume_flags DIR      fills EVO_RESUME_FLAGS with --resume / --overwrite / nothing for run dir DIR
+#   evo_check_args ARGS...    refuses flags the batch script sets itself
+#   evo_run_preemptible CMD   runs CMD in the background, forwards USR1/TERM/INT to it, waits for its exit code
+#   evo_finish RC DIR         maps evo's exit code to the job's fate (requeue on 75) and exits
+#
+# Settings (environment variables; every one has a default):
+#   EVO_HOME        the evo checkout (the batch scripts find it; set it if they cannot)
+#   EVO_MODULES     space-separated modules to `module load` first (default: none)   <-- SITE: adapt
+#   EVO_VENV        virtualenv to activate (default: $EVO_HOME/.venv when it exists)
+#   EVO_PYTHON      Python interpreter (default: python from the activated venv, else python3)
+#   EVO_LAUNCHER    srun | mpiexec | none (default: srun)
+#   EVO_SRUN_MPI    srun --mpi plugin: pmi2 (MPICH, Intel MPI) or pmix (Open MPI) (default: pmi2)  <-- SITE: adapt
+#   EVO_SRUN_ARGS   extra srun arguments (default: none)
+#   EVO_MPIEXEC     mpiexec / mpirun to use with EVO_LAUNCHER=mpiexec (default: mpiexec on PATH)
+#   EVO_MPIEXEC_ARGS extra mpiexec arguments (default: none)
+#   EVO_THREADS     torch threads per rank (default: $SLURM_CPUS_PER_TASK, else 0 = evo decides)
+#   EVO_LOG_DIR     evo's --log-dir (default: $SLURM_SUBMIT_DIR/logs)
+#   EVO_RESUME      auto (resume when the run has a complete checkpoint) | never (default: auto)
+#   EVO_REQUEUE     1: requeue the job when evo stopped on a signal (exit 75); 0: just exit 75 (default: 1)
+#   EVO_MAX_RESTARTS stop requeueing after this many restarts (default: 100)
+
+EXIT_DONE=0
+EXIT_BAD_INPUT=2
+EXIT_PREEMPTED=75
+
+evo_log() {
+    local now
+    now=$(date '+%Y-%m-%d %H:%M:%S.%3N %s.%3N')
+    # "[evo-hpc 2024-05-01 12:00:00.123 t=1714564800.123 job=42 restart=0] message"
+    printf '[evo-hpc %s t=%s job=%s restart=%s] %s\n' "${now% *}" "${now##* }" \
+        "${SLURM_JOB_ID:-none}" "${SLURM_RESTART_COUNT:-0}" "$*"
+}
+
+evo_die() {  # evo_die CODE MSG...
+    local code=$1
+    shift
+    evo_log "error: $*" >&2
+    exit "$code"
+}
+
+# -- environment -------------------------------------------------------------------------------
+evo_setup_env() {
+    # SITE: load the MPI (and Python) your mpi4py was built against, e.g.
+    #   EVO_MODULES="gcc/12 openmpi/4.1 python/3.11"   or   EVO_MODULES="mpich/4.1"
+    if [[ -n "${EVO_MODULES:-}" ]]; then
+        command -v module >/dev/null 2>&1 || evo_die "$EXIT_BAD_INPUT" "EVO_MODULES is set but there is no 'module' command"
+        # shellcheck disable=SC2086  # a list of module names
+        module load $EVO_MODULES || evo_die "$EXIT_BAD_INPUT" "module load $EVO_MODULES failed"
+    fi
+    if [[ -z "${EVO_VENV:-}" && -d "$EVO_HOME/.venv" ]]; then
+        EVO_VENV=$EVO_HOME/.venv
+    fi
+    if [[ -n "${EVO_VENV:-}" ]]; then
+        [[ -f "$EVO_VENV/bin/activate" ]] || evo_die "$EXIT_BAD_INPUT" "EVO_VENV=$EVO_VENV is not a virtualenv"
+        # shellcheck disable=SC1091
+        source "$EVO_VENV/bin/activate"
+    fi
+    if [[ -z "${EVO_PYTHON:-}" ]]; then
+        if [[ -n "${EVO_VENV:-}" ]]; then EVO_PYTHON=$EVO_VENV/bin/python; else EVO_PYTHON=$(command -v python3 || true); fi
+    fi
+    [[ -n "$EVO_PYTHON" && -x "$EVO_PYTHON" ]] || evo_die "$EXIT_BAD_INPUT" "no Python interpreter (set EVO_VENV or EVO_PYTHON)"
+
+    # Threads: one rank per task; each rank gets the task's CPUs for torch / OpenMP / BLAS.
+    local cpus=${SLURM_CPUS_PER_TASK:-}
+    if [[ -z "${EVO_THREADS:-}" ]]; then
+        EVO_THREADS=${cpus:-0}
+    fi
+    local omp=$EVO_THREADS
+    [[ "$omp" -gt 0 ]] 2>/dev/null || omp=1
+    export OMP_NUM_THREADS=$omp MKL_NUM_THREADS=$omp OPENBLAS_NUM_THREADS=$omp
+    # Since Slurm 22.05 srun no longer inherits --cpus-per-task from sbatch (23.11 restored it).
+    if [[ -n "$cpus" ]]; then
+        export SRUN_CPUS_PER_TASK=$cpus
+    fi
+    export PYTHONUNBUFFERED=1
+    export EVO_THREADS EVO_PYTHON
+}
+
+# -- launcher ----------------------------------------------------------------------------------
+evo_launcher_cmd() {
+    local ntasks=${SLURM_NTASKS:-1}
+    local -a extra=()
+    case "${EVO_LAUNCHER:-srun}" in
+        srun)
+            # shellcheck disable=SC2206  # user-supplied word list
+            extra=(${EVO_SRUN_ARGS:-})
+            # --kill-on-bad-exit=0: every rank exits 75 on a stop signal; do not let the first one's
+            # exit kill the others (evo aborts the whole job itself on a real crash).
+            EVO_LAUNCH=(srun "--mpi=${EVO_SRUN_MPI:-pmi2}" --kill-on-bad-exit=0 --ntasks="$ntasks" "${extra[@]}")
+            ;;
+        mpiexec)
+            # shellcheck disable=SC2206
+            extra=(${EVO_MPIEXEC_ARGS:-})
+            # MPICH (Hydra) and Open MPI both read the allocation from Slurm's environment.
+            EVO_LAUNCH=("${EVO_MPIEXEC:-mpiexec}" -n "$ntasks" "${extra[@]}")
+            ;;
+        none)
+            [[ "$ntasks" -eq 1 ]] || evo_die "$EXIT_BAD_INPUT" "EVO_LAUNCHER=none runs one rank, but the job has $ntasks tasks"
+            EVO_LAUNCH=()
+            ;;
+        *)
+            evo_die "$EXIT_BAD_INPUT" "EVO_LAUNCHER must be srun, mpiexec or none, got '${EVO_LAUNCHER}'"
+            ;;
+    esac
+}
+
+# -- arguments ---------------------------------------------------------------------------------
+evo_check_args() {
+    local a
+    for a in "$@"; do
+        case "$a" in
+            --log-dir|--log-dir=*|--exp-name|--exp-name=*|--resume|--no-resume|--overwrite|--no-overwrite)
+                evo_die "$EXIT_BAD_INPUT" "do not pass $a in EVO_ARGS: the batch script sets it (use EVO_LOG_DIR / EVO_EXP_NAME)"
+                ;;
+        esac
+    done
+}
+
+evo_has_arg() {  # evo_has_arg FLAG ARGS...: is --flag (or --flag=...) among ARGS?
+    local flag=$1 a
+    shift
+    for a in "$@"; do
+        [[ "$a" == "$flag" || "$a" == "$flag="* ]] && return 0
+    done
+    return 1
+}
+
+# The newest complete checkpoint (one with a manifest) of a run dir, or nothing.
+evo_latest_checkpoint() {
+    local dir=$1 m latest=""
+    for m in "$dir"/checkpoints/gen_*/manifest.json; do
+        [[ -f "$m" ]] && latest=$(basename "$(dirname "$m")")
+    done
+    printf '%s' "$latest"
+}
+
+# Decide how to start evo on run dir DIR:
+#   a complete checkpoint exists          -> --resume (also after a requeue, or a resubmission by hand)
+#   DIR exists without one, and this very
+#   job created it (a stop or crash before
+#   the first checkpoint)                  -> --overwrite (nothing was saved, start again)
+#   otherwise                              -> a fresh start (evo refuses a non-empty DIR: exit 2)
+evo_resume_flags() {
+    local dir=$1 owner_file
+    owner_file="$(dirname "$dir")/.$(basename "$dir").slurm-job"
+    EVO_RESUME_FLAGS=()
+    local ckpt
+    ckpt=$(evo_latest_checkpoint "$dir")
+    if [[ -n "$ckpt" && "${EVO_RESUME:-auto}" != never ]]; then
+        EVO_RESUME_FLAGS=(--resume)
+        evo_log "run dir $dir has checkpoint $ckpt: resuming from it"
+    elif [[ -d "$dir" && -n "$(ls -A "$dir" 2>/dev/null)" ]]; then
+        if [[ -f "$owner_file" && "$(cat "$owner_file")" == "$(evo_job_key)" ]]; then
+            EVO_RESUME_FLAGS=(--overwrite)
+            evo_log "run dir $dir was started by this job but has no complete checkpoint: starting again"
+        else
+            evo_log "run dir $dir exists without a checkpoint and was not started by this job"
+        fi
+    else
+        evo_log "starting a new run in $dir"
+    fi
+    mkdir -p "$(dirname "$dir")"
+    evo_job_key >"$owner_file"
+}
+
+evo_job_key() {  # stable across requeues: the job id (array: array job id + task id)
+    if [[ -n "${SLURM_ARRAY_JOB_ID:-}" ]]; then
+        printf '%s_%s' "$SLURM_ARRAY_JOB_ID" "${SLURM_ARRAY_TASK_ID:-0}"
+    else
+        printf '%s' "${SLURM_JOB_ID:-interactive-$$}"
+    fi
+}
+
+# -- preemption-safe execution -----------------------------------------------------------------
+# Slurm's --signal=B:USR1@T reaches only this shell. Bash runs a trap only between foreground
+# commands, so the launcher runs in the background while the shell waits, and every signal is
+# forwarded to it (srun and Hydra's mpiexec pass it on to all ranks; evo then stops at its next
+# safe point and exits 75).
+EVO_CHILD=""
+EVO_SIGNALLED=""
+EVO_SIGNAL_TIME=""
+
+_evo_forward() {
+    local sig=$1
+    EVO_SIGNALLED=$sig
+    [[ -n "$EVO_SIGNAL_TIME" ]] || EVO_SIGNAL_TIME=$(date +%s.%3N)
+    if [[ -n "$EVO_CHILD" ]] && kill -0 "$EVO_CHILD" 2>/dev/null; then
+        evo_log "received SIG$sig: forwarding it to the launcher (pid $EVO_CHILD); evo stops at its next safe point"
+        kill -s "$sig" "$EVO_CHILD" 2>/dev/null || true
+    else
+        evo_log "received SIG$sig (no launcher running)"
+    fi
+}
+
+evo_run_preemptible() {
+    trap '_evo_forward USR1' USR1
+    trap '_evo_forward TERM' TERM
+    trap '_evo_forward INT' INT
+    evo_log "launching: $*"
+    "$@" &
+    EVO_CHILD=$!
+    local rc
+    while :; do
+        EVO_SIGNALLED=""
+        wait "$EVO_CHILD"
+        rc=$?
+        # wait returns >128 when a trapped signal interrupted it: the launcher still runs.
+        if [[ -n "$EVO_SIGNALLED" && $rc -gt 128 ]] && kill -0 "$EVO_CHILD" 2>/dev/null; then
+            continue
+        fi
+        if [[ -n "$EVO_SIGNALLED" && $rc -gt 128 ]]; then
+            # it ended just as the signal came: collect its real status (127 if already collected)
+            wait "$EVO_CHILD" 2>/dev/null
+            local again=$?
+            [[ $again -eq 127 ]] || rc=$again
+        fi
+        break
+    done
+    EVO_CHILD=""
+    EVO_RC=$rc
+    local since=""
+    [[ -z "$EVO_SIGNAL_TIME" ]] || since=" ($(awk -v a="$EVO_SIGNAL_TIME" -v b="$(date +%s.%3N)" 'BEGIN{printf "%.1f", b-a}') s after the first signal)"
+    evo_log "launcher exited with code $rc$since"
+}
+
+# Map evo's exit code to the job's fate and exit:
+#   0 done | 2 bad input | 75 stopped on a signal, checkpointed -> requeue | other: crash
+evo_finish() {
+    local rc=$1 dir=$2
+    case "$rc" in
+        "$EXIT_DONE")
+            evo_log "run complete: $dir"
+            exit 0
+            ;;
+        "$EXIT_PREEMPTED")
+            local ckpt restarts=${SLURM_RESTART_COUNT:-0}
+            ckpt=$(evo_latest_checkpoint "$dir")
+            evo_log "evo stopped on a signal (exit 75); newest complete checkpoint: ${ckpt:-none}"
+            if [[ -n "${EVO_CKPT_AT_START:-}" && "$ckpt" == "$EVO_CKPT_AT_START" ]]; then
+                evo_log "warning: no new checkpoint in this allocation; give the job more time or an earlier --signal"
+            fi
+            if [[ "${EVO_REQUEUE:-1}" != 1 || -z "${SLURM_JOB_ID:-}" ]]; then
+                evo_log "not requeueing (EVO_REQUEUE=${EVO_REQUEUE:-1}); resume by resubmitting with EVO_EXP_NAME=$(basename "$dir")"
+                exit "$EXIT_PREEMPTED"
+            fi
+            if [[ "$restarts" -ge "${EVO_MAX_RESTARTS:-100}" ]]; then
+                evo_log "not requeueing: restart $restarts reached EVO_MAX_RESTARTS=${EVO_MAX_RESTARTS:-100}"
+                exit "$EXIT_PREEMPTED"
+            fi
+            evo_log "requeueing job $SLURM_JOB_ID; the next allocation resumes from ${ckpt:-the start}"
+            if timeout 60 scontrol requeue "$SLURM_JOB_ID"; then
+                exit "$EXIT_PREEMPTED"
+            fi
+            evo_log "scontrol requeue failed (job cancelled, or not requeueable: submit with --requeue)"
+            exit "$EXIT_PREEMPTED"
+            ;;
+        "$EXIT_BAD_INPUT")
+            evo_log "evo rejected its input (exit 2): see the error above"
+            exit "$EXIT_BAD_INPUT"
+            ;;
+        *)
+            evo_log "evo failed with exit code $rc"
+            exit "$rc"
+            ;;
+    esac
+}
