@@ -75,6 +75,32 @@ def root_decides(comm: MPI.Comm, fn: Callable[[], T], root: int = 0) -> T:
     return result  # type: ignore[no-any-return]
 
 
+def on_every_rank(comm: MPI.Comm, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on every rank; if it raises on any rank, raise on every rank.
+
+    The first failing rank's exception is re-raised everywhere (an :class:`~evo.errors.EvoError`
+    as itself, anything else wrapped with the rank), so one bad checkpoint file or one env that
+    fails to build ends the job cleanly instead of leaving the other ranks in the next collective.
+    """
+    from evo.errors import EvoError
+
+    result: Any = None
+    error: BaseException | None = None
+    try:
+        result = fn()
+    except Exception as exc:
+        error = exc
+    errors = comm.allgather(None if error is None else (type(error).__name__, str(error),
+                                                        error if isinstance(error, EvoError) else None))
+    for rank, err in enumerate(errors):
+        if err is not None:
+            name, msg, evo_error = err
+            if evo_error is not None:
+                raise evo_error
+            raise RuntimeError(f"rank {rank}: {name}: {msg}")
+    return result  # type: ignore[no-any-return]
+
+
 class Transport:
     """Moves flat float32 member states along an exploit plan."""
 

@@ -159,7 +159,7 @@ class BaselineConfig(PBTConfig):
     hyperparams: str | None = arg(None, "", cli=False)
     select_on: str = arg("train", "", cli=False)
     exchange: bool = arg(False, "", cli=False)
-    set_hparams: dict = arg(None, "", cli=False)  # type: ignore[type-arg]
+    set_hparams: dict[str, Any] | None = field(default=None, metadata={"help": "", "cli": False})
 
     def resolve(self, explicit: set[str]) -> None:
         """Apply the named set (flags given on the command line win) and derive the schedule."""

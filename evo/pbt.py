@@ -13,6 +13,7 @@ so its members are independent seeds and their curves are directly comparable.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
 import sys
@@ -200,10 +201,9 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     run_dir = cfg.run_dir
 
     init_hp = space.sample(np.random.default_rng([cfg.seed, 2, rank]))
-    member = Member(cfg, init_hp, index=rank)
+    member = comm_mod.on_every_rank(comm, lambda: Member(cfg, init_hp, index=rank))
     if resume_dir is not None:
-        comm_mod.root_decides(comm, lambda: None)  # everyone has seen the same checkpoint decision
-        ckpt.load_member(Path(resume_dir), member)
+        comm_mod.on_every_rank(comm, lambda: ckpt.load_member(Path(resume_dir), member))
     elif rank == 0:
         from evo.config import save_config
 
@@ -252,6 +252,7 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
                 member.apply_hparams(schedule[min(gen, len(schedule) - 1)])
             hp_used = dict(member.hparams)
             stats = member.train(cfg.steps_per_generation, should_stop=stop)
+            _inject_fault(member, rank, gen)
             if comm_mod.agree(comm, stats.stopped or stop.requested):
                 exit_code = EXIT_PREEMPTED  # this generation is dropped; the last checkpoint stands
                 break
@@ -348,6 +349,28 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     pop_tb.close()
     member.close()
     return exit_code
+
+
+def _inject_fault(member: Member, rank: int, generation: int) -> None:
+    """Test hook: ``EVO_FAULT=KIND:RANK:GENERATION`` makes one rank fail on purpose after training.
+
+    ``raise`` raises an exception (the job must abort, not hang); ``nan`` poisons the member's
+    weights (it must be marked failed, rank last and be replaced); ``exit`` ends the process.
+    """
+    spec = os.environ.get("EVO_FAULT")
+    if not spec:
+        return
+    kind, r, g = spec.split(":")
+    if int(r) != rank or int(g) != generation:
+        return
+    if kind == "raise":
+        raise RuntimeError(f"injected fault on rank {rank} in generation {generation}")
+    if kind == "nan":
+        buf = member.pack()
+        buf[: member.num_params] = np.nan
+        member.unpack(buf)
+    elif kind == "exit":
+        os._exit(9)
 
 
 def _space_for(cfg: PBTConfig) -> Space:

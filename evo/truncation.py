@@ -1,4 +1,5 @@
-"""PBT with truncation selection, point to point: members in the bottom quantile each copy a member drawn from the top quantile (Isend/Irecv between the pairs only), then explore.
+"""PBT with truncation selection, point to point: members in the bottom quantile each copy a member
+drawn from the top quantile (Isend/Irecv between the pairs only), then explore.
 
 Usage: ``mpiexec -n 8 python -m evo.truncation --env-id CartPole-v1`` (see ``--help``).
 """
@@ -10,7 +11,10 @@ from collections.abc import Sequence
 
 from evo.cli import run_strategy
 
-DESCRIPTION = "PBT with truncation selection, point to point: members in the bottom quantile each copy a member drawn from the top quantile (Isend/Irecv between the pairs only), then explore."
+DESCRIPTION = (
+    'PBT with truncation selection, point to point: members in the bottom quantile each copy a '
+    'member drawn from the top quantile (Isend/Irecv between the pairs only), then explore. '
+).strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""PBT with truncation selection moved by collectives: one sub-communicator per donor and a broadcast inside it; no rank gathers all weights.
+"""PBT with truncation selection moved by collectives: one sub-communicator per donor and a broadcast
+inside it; no rank gathers all weights.
 
 Usage: ``mpiexec -n 8 python -m evo.truncation_collective --env-id CartPole-v1`` (see ``--help``).
 """
@@ -10,7 +11,10 @@ from collections.abc import Sequence
 
 from evo.cli import run_strategy
 
-DESCRIPTION = "PBT with truncation selection moved by collectives: one sub-communicator per donor and a broadcast inside it; no rank gathers all weights."
+DESCRIPTION = (
+    'PBT with truncation selection moved by collectives: one sub-communicator per donor and a '
+    'broadcast inside it; no rank gathers all weights. '
+).strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

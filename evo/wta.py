@@ -1,4 +1,5 @@
-"""PBT with winner-takes-all: the best member's weights, optimizer state and hyperparameters are broadcast to every other member, who then explore.
+"""PBT with winner-takes-all: the best member's weights, optimizer state and hyperparameters are
+broadcast to every other member, who then explore.
 
 Usage: ``mpiexec -n 8 python -m evo.wta --env-id CartPole-v1`` (see ``--help``).
 """
@@ -10,7 +11,10 @@ from collections.abc import Sequence
 
 from evo.cli import run_strategy
 
-DESCRIPTION = "PBT with winner-takes-all: the best member's weights, optimizer state and hyperparameters are broadcast to every other member, who then explore."
+DESCRIPTION = (
+    "PBT with winner-takes-all: the best member's weights, optimizer state and hyperparameters "
+    'are broadcast to every other member, who then explore. '
+).strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ Known facts of Slurm 22.05 (Debian 12) this module relies on:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -219,6 +220,7 @@ class SlurmCluster:
     def start(self, timeout: float = 60.0) -> None:
         ensure_installed()
         t0 = time.monotonic()
+        atexit.register(self.stop)  # last resort if the caller never gets to stop()
         deadline = t0 + timeout
         for sub in ("etc", "munge", "state", "spool", "log", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -255,6 +257,7 @@ class SlurmCluster:
         _stop_process(self.procs.get("munged"))
         self.procs.clear()
         self._kill_stragglers(deadline)
+        atexit.unregister(self.stop)
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -330,6 +333,8 @@ class SlurmCluster:
             "JobCompType=jobcomp/none",
             "MailProg=/bin/true",
             "SchedulerType=sched/backfill",
+            # start jobs (and requeued jobs whose BeginTime passed) within a second or two
+            "SchedulerParameters=sched_interval=1,bf_interval=1",
             "ReturnToService=2",
             "JobRequeue=0",
             f"KillWait={self.kill_wait}",
