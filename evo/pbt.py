@@ -127,9 +127,7 @@ def _prepare_run_dir(cfg: CommonConfig, expected: Mapping[str, Any]) -> tuple[st
         directory = ckpt.find_latest(run_dir)
         manifest = ckpt.read_manifest(directory)
         ckpt.check_compatible(manifest, expected)
-        generation = int(manifest["generation"])
-        truncate_records(run_dir, generation)
-        return str(directory), generation
+        return str(directory), int(manifest["generation"])
     try:
         if run_dir.exists() and any(run_dir.iterdir()):
             if not cfg.overwrite:
@@ -204,6 +202,8 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     member = comm_mod.on_every_rank(comm, lambda: Member(cfg, init_hp, index=rank))
     if resume_dir is not None:
         comm_mod.on_every_rank(comm, lambda: ckpt.load_member(Path(resume_dir), member))
+        if rank == 0:  # only now that every member loaded: drop records of generations to be redone
+            truncate_records(run_dir, start_gen)
     elif rank == 0:
         from evo.config import save_config
 

@@ -53,13 +53,20 @@ def run_cmd(args: list[str], timeout: float, env: dict[str, str] | None = None,
 
 def run_mpi(n: int, module_or_script: str, *args: str, timeout: float = 180,
             env: dict[str, str] | None = None) -> Completed:
-    """``mpiexec -n N python -m mpi4py ...``: an exception on one rank aborts every rank."""
+    """``mpiexec -n N python [-m mpi4py] ...`` under a hard timeout.
+
+    Test scripts run through ``-m mpi4py`` so that an exception on one rank aborts every rank.
+    evo's own entry points do that themselves (evo.cli.main_guard aborts the job on a crash, and
+    exits cleanly with code 2 on bad input, which ``-m mpi4py`` would turn into an MPI_Abort).
+    """
     mpiexec = mpiexec_path()
     if mpiexec is None:
         pytest.skip("no mpiexec (pip install mpich, or load an MPI)")
-    target = ["-m", module_or_script] if not module_or_script.endswith(".py") else [module_or_script]
-    return run_cmd([mpiexec, "-n", str(n), sys.executable, "-m", "mpi4py", *target, *args],
-                   timeout=timeout, env=env)
+    if module_or_script.endswith(".py"):
+        target = ["-m", "mpi4py", module_or_script]
+    else:
+        target = ["-m", module_or_script]
+    return run_cmd([mpiexec, "-n", str(n), sys.executable, *target, *args], timeout=timeout, env=env)
 
 
 def run_module(module: str, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> Completed:

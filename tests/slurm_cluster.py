@@ -357,7 +357,8 @@ class SlurmCluster:
         except subprocess.TimeoutExpired:
             raise SlurmError(f"{' '.join(cmd)} timed out after {timeout} s") from None
         if check and proc.returncode != 0:
-            raise SlurmError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            detail = proc.stderr.strip() or proc.stdout.strip()
+            raise SlurmError(f"{' '.join(cmd)} failed ({proc.returncode}): {detail}")
         return proc
 
     def _scontrol_ok(self, args: Sequence[str]) -> bool:

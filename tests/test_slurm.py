@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import SlurmCluster, SlurmError, SlurmUnavailable, ensure_installed  # noqa: E402
+from slurm_cluster import SlurmCluster, SlurmError, SlurmUnavailable, ensure_installed
 
 pytestmark = pytest.mark.slurm
 
