@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, run_module, run_mpi
 
 pytestmark = pytest.mark.mpi

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TINY, mpiexec_path, run_mpi
 
 pytestmark = pytest.mark.mpi

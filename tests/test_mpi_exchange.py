@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import MPI_SCRIPTS, run_mpi
 
 pytestmark = pytest.mark.mpi
