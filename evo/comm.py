@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 from mpi4py import MPI
 
-from evo.selection import Transfer
+from evo.selection import Transfer, donor_groups
 
 Comm = MPI.Comm
 WEIGHTS_TAG = 17
@@ -162,10 +162,9 @@ class SubcommTransport(Transport):
     """Truncation, collective: one sub-communicator per donor, a ``Bcast`` inside each."""
 
     def move(self, transfers: Sequence[Transfer], pack: Callable[[np.ndarray], Any]) -> np.ndarray | None:
-        donor_of = {t.receiver: t.donor for t in transfers}
-        donors = {t.donor for t in transfers}
-        if donors & set(donor_of):
-            raise ValueError("a rank cannot be both donor and receiver in one plan")
+        groups = donor_groups(transfers)
+        donors = set(groups)
+        donor_of = {r: d for d, rs in groups.items() for r in rs}
         if self.rank in donors:
             color, key = self.rank, 0
         elif self.rank in donor_of:

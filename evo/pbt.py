@@ -209,6 +209,7 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
 
         save_config(cfg, run_dir / "config.json", {
             "world_size": world, "threads_per_rank": threads, "versions": _versions(),
+            "deterministic_eval": cfg.deterministic_eval, "rollout_size": cfg.rollout_size,
             "search_space": {"params": {k: asdict(v) for k, v in space.params.items()},
                              "constants": dict(space.constants),
                              "explore": asdict(space.explore_settings)},

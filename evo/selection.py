@@ -108,6 +108,24 @@ def explore_rng(seed: int, generation: int, receiver: int) -> np.random.Generato
     return np.random.default_rng([seed, generation, 1, receiver])
 
 
+def donor_groups(transfers: Sequence[Transfer]) -> dict[int, list[int]]:
+    """Donor -> its receivers: the sub-communicators of the collective truncation transport.
+
+    Raises ``ValueError`` if the plan is not a set of disjoint groups (a rank both donor and
+    receiver, or a receiver with two donors), which the transports rely on.
+    """
+    groups: dict[int, list[int]] = {}
+    receivers: set[int] = set()
+    for t in transfers:
+        if t.receiver in receivers:
+            raise ValueError(f"member {t.receiver} receives twice in one plan")
+        receivers.add(t.receiver)
+        groups.setdefault(t.donor, []).append(t.receiver)
+    if receivers & set(groups):
+        raise ValueError("a member cannot be both donor and receiver in one plan")
+    return {d: sorted(r) for d, r in sorted(groups.items())}
+
+
 @dataclass(frozen=True)
 class MessageCounts:
     """Weight payloads per rank for one plan (for scaling checks without launching ranks)."""
