@@ -21,6 +21,9 @@ def main_guard(body: Callable[[], int], prog: str) -> int:
     """Run ``body`` and map its outcome to an exit code on every rank."""
     # Keep BLAS/OpenMP from starting a thread per core in every rank before torch is told.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from evo.stop import STOP
+
+    STOP.install()  # before MPI starts, so MPICH chains to it instead of swallowing SIGUSR1
     try:
         from evo.comm import world
     except ImportError as exc:

@@ -12,10 +12,10 @@ so its members are independent seeds and their curves are directly comparable.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +34,7 @@ from evo.member import Member, derive_seed
 from evo.records import JsonlWriter, TableWriter, TensorBoard, dumps_line, truncate_records, write_json
 from evo.selection import Transfer, best_member, explore_rng, plan, selection_rng
 from evo.space import HParams, Space, check_batch_size, explore, load_space
+from evo.stop import STOP, StopFlag
 
 EXIT_PREEMPTED = 75
 """Exit code after a stop signal (SIGTERM/SIGUSR1): checkpointed, resume with ``--resume``
@@ -84,34 +85,6 @@ def exchange(transport: comm_mod.Transport, member: Member, decisions: Sequence[
     member.unpack(received)
     member.apply_hparams(mine.hparams_after)
     return mine
-
-
-# -- stop requests --------------------------------------------------------------------------
-class StopFlag:
-    """Set by SIGTERM / SIGUSR1 (what Slurm sends before preemption or the time limit)."""
-
-    SIGNALS = ("SIGTERM", "SIGUSR1")
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.time: float | None = None
-
-    def install(self) -> StopFlag:
-        for name in self.SIGNALS:
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), self._handler)
-        return self
-
-    def _handler(self, signum: int, _frame: Any) -> None:
-        if self.signal is None:
-            self.signal, self.time = signum, time.monotonic()
-
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
-
-    def __call__(self) -> bool:
-        return self.requested
 
 
 # -- run directory ----------------------------------------------------------------------------
@@ -217,7 +190,7 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
         })
     comm.Barrier()
 
-    stop = StopFlag().install()
+    stop = STOP.install()  # idempotent: keeps a signal that arrived during start-up
     transport = None if baseline else comm_mod.make_transport(cfg.strategy, comm, member.flat_size)
     tb = TensorBoard(run_dir / "tb" / f"member_{rank:03d}" if cfg.tb_writer else None,
                      purge_step=member.num_timesteps if resume_dir is not None else None)
@@ -331,17 +304,23 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
             if baseline and save_every and (gen + 1) % save_every == 0 and gen + 1 < cfg.generations:
                 member.save_model(run_dir / "models" / f"member_{rank:03d}_steps_{member.num_timesteps}.zip")
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
-                _checkpoint(cfg, comm, member, gen + 1, expected, scores, ckpt_log)
+                _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, ckpt_log)
         else:
             gen = cfg.generations
     finally:
         tb.flush()
         pop_tb.flush()
 
-    if exit_code == 0 and start_gen < cfg.generations:
+    if exit_code == 0 and start_gen >= cfg.generations and resume_dir is not None:
+        # resumed after the final checkpoint (e.g. killed before the final files were written)
+        population = comm_mod.root_decides(comm, lambda: json.loads((Path(resume_dir) / "population.json").read_text()))
+        last_scores = [math.nan if v is None else float(v) for v in population["scores"]]
+        last_test = list(population.get("test_scores") or [None] * world)
+    if exit_code == 0:
         _finish(cfg, comm, member, tb, last_scores, last_test, time.perf_counter() - t_run0)
     if exit_code == EXIT_PREEMPTED and rank == 0:
-        print(f"evo: stop signal received; stopped before generation {gen} (last checkpoint stands); "
+        print(f"evo: stop signal received; stopped during generation {gen + 1} of {cfg.generations} "
+              f"(the checkpoint after generation {gen} stands); "
               f"resume with --resume. Exit code {EXIT_PREEMPTED}.", file=sys.stderr, flush=True)
     for w in (members_csv, generations_csv, lineage, ckpt_log):
         if w is not None:
@@ -409,7 +388,7 @@ def _print_generation(cfg: PBTConfig, g: Mapping[str, Any], rows: Sequence[Mappi
 
 
 def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, meta: Mapping[str, Any],
-                scores: Sequence[float], log: JsonlWriter | None) -> None:
+                scores: Sequence[float], tests: Sequence[float | None], log: JsonlWriter | None) -> None:
     """Two-phase checkpoint of the population after ``generation`` completed generations."""
     directory = ckpt.gen_dir(cfg.run_dir, generation)
     size, seconds = ckpt.write_member(directory, member)
@@ -418,7 +397,8 @@ def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, m
     if comm.Get_rank() == 0:
         assert sizes is not None
         ckpt.write_manifest(directory, generation, comm.Get_size(), meta,
-                            {"generation": generation, "scores": list(scores)})
+                            {"generation": generation, "scores": [_nan_none(v) for v in scores],
+                             "test_scores": [_nan_none(v) for v in tests]})
         ckpt.prune(cfg.run_dir)
         if log is not None:
             log.write([{"generation": generation - 1, "completed_generations": generation,

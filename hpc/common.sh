@@ -25,6 +25,7 @@
 #   EVO_RESUME      auto (resume when the run has a complete checkpoint) | never (default: auto)
 #   EVO_REQUEUE     1: requeue the job when evo stopped on a signal (exit 75); 0: just exit 75 (default: 1)
 #   EVO_MAX_RESTARTS stop requeueing after this many restarts (default: 100)
+#   EVO_RESIGNAL_EVERY after a stop signal, repeat it to the launcher every N seconds until it exits (default: 30)
 
 EXIT_DONE=0
 EXIT_BAD_INPUT=2
@@ -157,11 +158,12 @@ evo_resume_flags() {
         EVO_RESUME_FLAGS=(--resume)
         evo_log "run dir $dir has checkpoint $ckpt: resuming from it"
     elif [[ -d "$dir" && -n "$(ls -A "$dir" 2>/dev/null)" ]]; then
-        if [[ -f "$owner_file" && "$(cat "$owner_file")" == "$(evo_job_key)" ]]; then
+        if [[ -z "$ckpt" && -f "$owner_file" && "$(cat "$owner_file")" == "$(evo_job_key)" ]]; then
             EVO_RESUME_FLAGS=(--overwrite)
             evo_log "run dir $dir was started by this job but has no complete checkpoint: starting again"
         else
-            evo_log "run dir $dir exists without a checkpoint and was not started by this job"
+            evo_log "run dir $dir exists and is not to be resumed (EVO_RESUME=${EVO_RESUME:-auto}) or was not started by this job"
+            return 0  # evo refuses it (exit 2); do not claim it
         fi
     else
         evo_log "starting a new run in $dir"
@@ -183,9 +185,19 @@ evo_job_key() {  # stable across requeues: the job id (array: array job id + tas
 # commands, so the launcher runs in the background while the shell waits, and every signal is
 # forwarded to it (srun and Hydra's mpiexec pass it on to all ranks; evo then stops at its next
 # safe point and exits 75).
+#
+# A rank that has not yet installed evo's handler may miss the signal (MPICH's own SIGUSR1
+# handler swallows it between MPI_Init and evo's setup), so after the first signal the shell
+# sends it again every EVO_RESIGNAL_EVERY seconds (default 30) until the launcher exits.
 EVO_CHILD=""
 EVO_SIGNALLED=""
 EVO_SIGNAL_TIME=""
+EVO_LAST_SENT=0
+
+_evo_send() {
+    kill -s "$EVO_SIGNALLED" "$EVO_CHILD" 2>/dev/null || true
+    EVO_LAST_SENT=$SECONDS
+}
 
 _evo_forward() {
     local sig=$1
@@ -193,7 +205,7 @@ _evo_forward() {
     [[ -n "$EVO_SIGNAL_TIME" ]] || EVO_SIGNAL_TIME=$(date +%s.%3N)
     if [[ -n "$EVO_CHILD" ]] && kill -0 "$EVO_CHILD" 2>/dev/null; then
         evo_log "received SIG$sig: forwarding it to the launcher (pid $EVO_CHILD); evo stops at its next safe point"
-        kill -s "$sig" "$EVO_CHILD" 2>/dev/null || true
+        _evo_send
     else
         evo_log "received SIG$sig (no launcher running)"
     fi
@@ -206,22 +218,26 @@ evo_run_preemptible() {
     evo_log "launching: $*"
     "$@" &
     EVO_CHILD=$!
-    local rc
+    local rc again every=${EVO_RESIGNAL_EVERY:-30}
     while :; do
-        EVO_SIGNALLED=""
-        wait "$EVO_CHILD"
-        rc=$?
-        # wait returns >128 when a trapped signal interrupted it: the launcher still runs.
-        if [[ -n "$EVO_SIGNALLED" && $rc -gt 128 ]] && kill -0 "$EVO_CHILD" 2>/dev/null; then
-            continue
+        if [[ -z "$EVO_SIGNALLED" ]]; then
+            wait "$EVO_CHILD"
+            rc=$?
+            # wait returns >128 when a trapped signal interrupted it: then the launcher still runs
+            [[ -n "$EVO_SIGNALLED" && $rc -gt 128 ]] || break
         fi
-        if [[ -n "$EVO_SIGNALLED" && $rc -gt 128 ]]; then
-            # it ended just as the signal came: collect its real status (127 if already collected)
+        # after a stop signal: poll, and repeat the signal now and then until the launcher exits
+        if ! kill -0 "$EVO_CHILD" 2>/dev/null; then
             wait "$EVO_CHILD" 2>/dev/null
-            local again=$?
-            [[ $again -eq 127 ]] || rc=$again
+            again=$?
+            [[ $again -eq 127 ]] || rc=$again  # 127: its status was collected already
+            break
         fi
-        break
+        if (( SECONDS - EVO_LAST_SENT >= every )); then
+            evo_log "launcher still running $(( SECONDS - EVO_LAST_SENT )) s after SIG$EVO_SIGNALLED: sending it again"
+            _evo_send
+        fi
+        sleep 0.2
     done
     EVO_CHILD=""
     EVO_RC=$rc
@@ -230,8 +246,33 @@ evo_run_preemptible() {
     evo_log "launcher exited with code $rc$since"
 }
 
+_evo_requeue() {  # _evo_requeue DIR: requeue this job (the next allocation resumes) or exit 75
+    local dir=$1 ckpt restarts=${SLURM_RESTART_COUNT:-0}
+    ckpt=$(evo_latest_checkpoint "$dir")
+    evo_log "newest complete checkpoint: ${ckpt:-none}"
+    if [[ -n "${EVO_CKPT_AT_START:-}" && "$ckpt" == "$EVO_CKPT_AT_START" ]]; then
+        evo_log "warning: no new checkpoint in this allocation; give the job more time or an earlier --signal"
+    fi
+    if [[ "${EVO_REQUEUE:-1}" != 1 || -z "${SLURM_JOB_ID:-}" ]]; then
+        evo_log "not requeueing (EVO_REQUEUE=${EVO_REQUEUE:-1}); resume by resubmitting with EVO_EXP_NAME=$(basename "$dir")"
+        exit "$EXIT_PREEMPTED"
+    fi
+    if [[ "$restarts" -ge "${EVO_MAX_RESTARTS:-100}" ]]; then
+        evo_log "not requeueing: restart $restarts reached EVO_MAX_RESTARTS=${EVO_MAX_RESTARTS:-100}"
+        exit "$EXIT_PREEMPTED"
+    fi
+    evo_log "requeueing job $SLURM_JOB_ID; the next allocation resumes from ${ckpt:-the start}"
+    if ! timeout 60 scontrol requeue "$SLURM_JOB_ID"; then
+        evo_log "scontrol requeue failed (job cancelled, or not requeueable: submit with --requeue)"
+    fi
+    exit "$EXIT_PREEMPTED"
+}
+
 # Map evo's exit code to the job's fate and exit:
 #   0 done | 2 bad input | 75 stopped on a signal, checkpointed -> requeue | other: crash
+# A launcher that died some other way after we forwarded a stop signal (a rank killed by it
+# before evo could catch it) is treated as preempted too: checkpoints are written atomically,
+# so the newest complete one is still good.
 evo_finish() {
     local rc=$1 dir=$2
     case "$rc" in
@@ -240,32 +281,18 @@ evo_finish() {
             exit 0
             ;;
         "$EXIT_PREEMPTED")
-            local ckpt restarts=${SLURM_RESTART_COUNT:-0}
-            ckpt=$(evo_latest_checkpoint "$dir")
-            evo_log "evo stopped on a signal (exit 75); newest complete checkpoint: ${ckpt:-none}"
-            if [[ -n "${EVO_CKPT_AT_START:-}" && "$ckpt" == "$EVO_CKPT_AT_START" ]]; then
-                evo_log "warning: no new checkpoint in this allocation; give the job more time or an earlier --signal"
-            fi
-            if [[ "${EVO_REQUEUE:-1}" != 1 || -z "${SLURM_JOB_ID:-}" ]]; then
-                evo_log "not requeueing (EVO_REQUEUE=${EVO_REQUEUE:-1}); resume by resubmitting with EVO_EXP_NAME=$(basename "$dir")"
-                exit "$EXIT_PREEMPTED"
-            fi
-            if [[ "$restarts" -ge "${EVO_MAX_RESTARTS:-100}" ]]; then
-                evo_log "not requeueing: restart $restarts reached EVO_MAX_RESTARTS=${EVO_MAX_RESTARTS:-100}"
-                exit "$EXIT_PREEMPTED"
-            fi
-            evo_log "requeueing job $SLURM_JOB_ID; the next allocation resumes from ${ckpt:-the start}"
-            if timeout 60 scontrol requeue "$SLURM_JOB_ID"; then
-                exit "$EXIT_PREEMPTED"
-            fi
-            evo_log "scontrol requeue failed (job cancelled, or not requeueable: submit with --requeue)"
-            exit "$EXIT_PREEMPTED"
+            evo_log "evo stopped on a signal (exit 75)"
+            _evo_requeue "$dir"
             ;;
         "$EXIT_BAD_INPUT")
             evo_log "evo rejected its input (exit 2): see the error above"
             exit "$EXIT_BAD_INPUT"
             ;;
         *)
+            if [[ -n "$EVO_SIGNALLED" ]]; then
+                evo_log "launcher ended with code $rc after SIG$EVO_SIGNALLED (a rank died of the signal before evo caught it): treating it as preempted"
+                _evo_requeue "$dir"
+            fi
             evo_log "evo failed with exit code $rc"
             exit "$rc"
             ;;

@@ -307,3 +307,19 @@ def test_checkpoint_keeps_two_newest(finished_run: Path) -> None:
     log = [json.loads(ln) for ln in (finished_run / "base" / "checkpoints.jsonl").read_text().splitlines()]
     assert [e["completed_generations"] for e in log] == [1, 2]
     assert all(e["bytes_per_member"] > 0 for e in log)
+
+
+@pytest.mark.timeout(90)
+def test_resume_after_the_final_checkpoint_writes_the_final_outputs(finished_run: Path, tmp_path: Path) -> None:
+    """Killed between the last checkpoint and the final files: --resume writes them, trains nothing."""
+    run = _copy_run(finished_run, tmp_path)
+    best = json.loads((run / "summary.json").read_text())["best_member"]
+    (run / "summary.json").unlink()
+    (run / "best_model.zip").unlink()
+    before = (run / "members.csv").read_text()
+    res = run_mpi(2, "evo.wta", *TINY, "--generations", "2", "--log-dir", str(tmp_path), "--exp-name", "base",
+                  "--no-tb-writer", "--resume", timeout=60)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["best_member"] == best
+    assert (run / "best_model.zip").exists()
+    assert (run / "members.csv").read_text() == before

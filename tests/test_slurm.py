@@ -117,12 +117,12 @@ def pbt_jobs(slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> d
     return jobs
 
 
-@pytest.mark.timeout(180, func_only=True)
+@pytest.mark.timeout(240, func_only=True)
 @pytest.mark.parametrize(("strategy", "launcher"), STRATEGIES, ids=[f"{s}-{la}" for s, la in STRATEGIES])
 def test_pbt_sbatch(slurm: SlurmCluster, pbt_jobs: dict[str, tuple[str, Path, Path]], strategy: str,
                     launcher: str) -> None:
     job, log, run_dir = pbt_jobs[strategy]
-    info = wait_done(slurm, job, log, timeout=170)
+    info = wait_done(slurm, job, log, timeout=230)
     text = read_log(log)
     assert info["JobState"] == "COMPLETED", f"{info['JobState']} {info.get('ExitCode')}\n{text}"
     assert info["ExitCode"] == "0:0"
@@ -137,7 +137,7 @@ def test_pbt_sbatch(slurm: SlurmCluster, pbt_jobs: dict[str, tuple[str, Path, Pa
 
 
 # -- bad input ----------------------------------------------------------------------------------
-@pytest.mark.timeout(120, func_only=True)
+@pytest.mark.timeout(150, func_only=True)
 def test_bad_input_exits_2(slurm: SlurmCluster, tmp_path: Path) -> None:
     """Rejected by the script (unknown strategy, a flag it owns) or by evo (a bad budget): exit 2, no requeue."""
     cases = {
@@ -150,7 +150,7 @@ def test_bad_input_exits_2(slurm: SlurmCluster, tmp_path: Path) -> None:
                          evo_env(tmp_path / "logs", EVO_EXP_NAME=name, **env), "--ntasks", str(RANKS))
             for name, env in cases.items()}
     for name, job in jobs.items():
-        info = wait_done(slurm, job, tmp_path / f"{name}.out", timeout=100)
+        info = wait_done(slurm, job, tmp_path / f"{name}.out", timeout=120)
         text = read_log(tmp_path / f"{name}.out")
         assert info["JobState"] == "FAILED", text
         assert info["ExitCode"] == "2:0", text
@@ -162,7 +162,7 @@ def test_bad_input_exits_2(slurm: SlurmCluster, tmp_path: Path) -> None:
 
 
 # -- baseline job array -------------------------------------------------------------------------
-@pytest.mark.timeout(180, func_only=True)
+@pytest.mark.timeout(240, func_only=True)
 def test_baseline_array(slurm: SlurmCluster, tmp_path: Path) -> None:
     pytest.importorskip("evo.baseline", reason="evo/baseline.py (python -m evo.baseline) does not exist yet")
     env = evo_env(tmp_path / "logs", EVO_EXP_NAME="base", EVO_SEED_BASE="10",
@@ -172,7 +172,7 @@ def test_baseline_array(slurm: SlurmCluster, tmp_path: Path) -> None:
                  "--ntasks", "1", "--cpus-per-task", "1")
     logs = [tmp_path / f"base-{i}.out" for i in range(2)]
     try:
-        slurm.wait_for(job, timeout=170)
+        slurm.wait_for(job, timeout=230)
     except SlurmError as exc:
         pytest.fail(f"{exc}\n" + "\n".join(read_log(p)[-3000:] for p in logs))
     records = slurm.jobs(job)
@@ -191,10 +191,10 @@ def test_baseline_array(slurm: SlurmCluster, tmp_path: Path) -> None:
 
 
 # -- preemption: signal -> checkpoint -> requeue -> resume ----------------------------------------
-PREEMPT_GENERATIONS = 8
+PREEMPT_GENERATIONS = 6
 
 
-@pytest.mark.timeout(180, func_only=True)
+@pytest.mark.timeout(300, func_only=True)
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
 def test_preemption_requeue_resume(slurm: SlurmCluster, tmp_path: Path, launcher: str) -> None:
     gens = PREEMPT_GENERATIONS
@@ -230,7 +230,7 @@ def test_preemption_requeue_resume(slurm: SlurmCluster, tmp_path: Path, launcher
     signal_to_requeue = time.monotonic() - t_signal
 
     # 3. the second allocation resumes and completes
-    info = wait_done(slurm, job, log, timeout=150)
+    info = wait_done(slurm, job, log, timeout=140)
     text = read_log(log)
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", text
     assert info["Restarts"] == "1", text
@@ -250,5 +250,71 @@ def test_preemption_requeue_resume(slurm: SlurmCluster, tmp_path: Path, launcher
     check_complete_run(run_dir, RANKS, gens)
     print(f"\n[{launcher}] USR1 -> evo exit 75: {signal_to_exit:.1f} s (script log); "
           f"USR1 -> job requeued: {signal_to_requeue:.1f} s; resumed at generation {resumed_at}/{gens}")
-    # evo stops within one PPO step of the signal; writing nothing after the last checkpoint
-    assert signal_to_exit < 20, text
+    # evo notices the signal within one env step and writes nothing more; exit takes ~2-3 s on an idle
+    # 2-core machine, ~17 s at load 16. The bound is well inside the default --signal lead time (180 s).
+    assert signal_to_exit < 60, text
+
+
+@pytest.mark.timeout(240, func_only=True)
+def test_signal_during_startup(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """USR1 while the ranks are still starting (before evo's handler exists) must not lose the run.
+
+    Depending on the moment, the signal kills the ranks before MPI_Init (launcher exit 138), is
+    swallowed by MPICH's handler and repeated by the script (exit 75), or reaches evo (exit 75):
+    every path must requeue, and the job must complete with every generation recorded once.
+    """
+    gens = 4
+    log = tmp_path / "start.out"
+    run_dir = tmp_path / "logs" / "start"
+    env = evo_env(tmp_path / "logs", EVO_STRATEGY="truncation", EVO_LAUNCHER="srun", EVO_EXP_NAME="start",
+                  EVO_RESIGNAL_EVERY="3", EVO_ARGS=TINY.replace("512", "1024") + f" --generations {gens}")
+    job = submit(slurm, "pbt.sbatch", tmp_path, log, env, "--ntasks", str(RANKS))
+    deadline = time.monotonic() + 60
+    while "launching:" not in read_log(log):
+        if time.monotonic() > deadline:
+            pytest.fail(f"job did not launch evo in 60 s ({slurm.state(job)})\n{read_log(log)}")
+        time.sleep(0.05)
+    time.sleep(1.5)  # imports under way: MPI is up, evo's handler not yet
+    slurm.run(["scancel", "--batch", "--signal", "USR1", job])
+    info = wait_done(slurm, job, log, timeout=170)
+    text = read_log(log)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", text
+    assert info["Restarts"] == "1", text
+    first = text.partition("restart=1]")[0]
+    assert "requeueing job" in first, text
+    m = re.search(r"launcher exited with code (\d+) \(([\d.]+) s after", first)
+    assert m, text
+    check_complete_run(run_dir, RANKS, gens)
+    resent = "sending it again" in first
+    print(f"\nfirst allocation: launcher exit {m.group(1)} {m.group(2)} s after USR1"
+          f"{' (signal repeated by the script)' if resent else ''}")
+
+
+@pytest.mark.timeout(180, func_only=True)
+def test_restart_without_checkpoint(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """A run dir without a checkpoint: started again if this job created it, else left alone (exit 2)."""
+    logs = tmp_path / "logs"
+    jobs = {}
+    for name in ("own", "foreign"):
+        env = evo_env(logs, EVO_STRATEGY="wta", EVO_LAUNCHER="mpiexec", EVO_EXP_NAME=name,
+                      EVO_ARGS=f"{TINY} --generations 1")
+        jobs[name] = submit(slurm, "pbt.sbatch", tmp_path, tmp_path / f"{name}.out", env, "--ntasks", str(RANKS),
+                            "--hold")
+        (logs / name).mkdir(parents=True)
+        (logs / name / "config.json").write_text("{}\n")  # what a stop before the first checkpoint leaves
+    (logs / ".own.slurm-job").write_text(jobs["own"])  # the script's record: this job created the run dir
+    (logs / ".foreign.slurm-job").write_text("12345")
+    for job in jobs.values():
+        slurm.run(["scontrol", "release", job])
+
+    own = wait_done(slurm, jobs["own"], tmp_path / "own.out", timeout=120)
+    text = read_log(tmp_path / "own.out")
+    assert own["JobState"] == "COMPLETED", text
+    assert "has no complete checkpoint: starting again" in text and "--overwrite" in text
+    check_complete_run(logs / "own", RANKS, 1)
+
+    foreign = wait_done(slurm, jobs["foreign"], tmp_path / "foreign.out", timeout=50)
+    text = read_log(tmp_path / "foreign.out")
+    assert foreign["JobState"] == "FAILED" and foreign["ExitCode"] == "2:0", text
+    assert "was not started by this job" in text and "already exists" in text
+    assert (logs / "foreign" / "config.json").read_text() == "{}\n"  # untouched
