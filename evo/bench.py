@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ def micro_worker(ns: argparse.Namespace) -> int:
         member.close()
         if rank == 0:
             mb = n * 4 / 1e6
-            row = {"network": label, "params": member.num_params, "flat_mb": mb, "ranks": size,
+            row: dict[str, Any] = {"network": label, "params": member.num_params, "flat_mb": mb, "ranks": size,
                    **{f"{k}_ms": _median_ms(v[1:]) if len(v) > 1 else math.nan for k, v in t.items()}}
             row["bcast_gb_s"] = mb / 1e3 / (row["bcast_ms"] / 1e3) if row["bcast_ms"] > 0 else math.nan
             row["copyto_gb_s"] = mb / 1e3 / (row["copyto_ms"] / 1e3) if row["copyto_ms"] > 0 else math.nan
@@ -386,7 +386,7 @@ def cmd_member_vs_baseline(ns: argparse.Namespace) -> None:
     common = ["--env-id", ns.env_id, "--n-envs", str(ns.n_envs), "--n-steps", str(ns.n_steps),
               "--policy", ns.policy, "--eval-episodes", str(ns.eval_episodes), "--no-tb-writer",
               "--checkpoint-every", "0", "--threads", str(ns.threads), "--verbose", "0"]
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="evo-bench-") as tmpdir:
         tmp = Path(tmpdir)
         space = tmp / "fixed.yaml"
@@ -415,7 +415,7 @@ def cmd_member_vs_baseline(ns: argparse.Namespace) -> None:
                          "time_train_s": statistics.median(_f(m["time_train_s"]) for m in kept),
                          "time_eval_s": statistics.median(_f(m["time_eval_s"]) for m in kept),
                          "seconds": secs, "hparams": hp_cols})
-    ratio = rows[0]["env_steps_per_s_median"] / rows[1]["env_steps_per_s_median"]
+    ratio = float(rows[0]["env_steps_per_s_median"]) / float(rows[1]["env_steps_per_s_median"])
     print(f"\nmember-vs-baseline: {ns.env_id} policy={ns.policy} n_envs={ns.n_envs} n_steps={ns.n_steps} "
           f"generations={ns.generations} (gen 0 skipped: warm-up), PPO set {ns.param_name}: {hp}")
     print(table(rows, MVB_COLUMNS))
@@ -484,8 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.cmd == "_micro_worker":
         return micro_worker(ns)
-    {"exchange": cmd_exchange, "scaling": cmd_scaling, "micro": cmd_micro,
-     "member-vs-baseline": cmd_member_vs_baseline}[ns.cmd](ns)
+    commands: dict[str, Callable[[argparse.Namespace], Any]] = {
+        "exchange": cmd_exchange, "scaling": cmd_scaling, "micro": cmd_micro,
+        "member-vs-baseline": cmd_member_vs_baseline}
+    commands[ns.cmd](ns)
     return 0
 
 

@@ -131,7 +131,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
                 f"corrupt checkpoint {directory}: {f.name} has {f.stat().st_size} bytes, manifest says {entry['bytes']}"
             )
     manifest["generation"], manifest["world_size"] = generation, world_size
-    return manifest  # type: ignore[no-any-return]
+    return manifest
 
 
 def check_compatible(manifest: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
@@ -153,4 +153,4 @@ def load_member(directory: Path, member: Any) -> dict[str, Any]:
         raise CheckpointError(f"corrupt member checkpoint in {directory}: {type(exc).__name__}") from None
     member.load_model_state(files["zip"], meta)
     set_rng_state(state)
-    return meta  # type: ignore[no-any-return]
+    return meta

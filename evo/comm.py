@@ -72,7 +72,7 @@ def root_decides(comm: MPI.Comm, fn: Callable[[], T], root: int = 0) -> T:
     error, result = comm.bcast((error, result), root=root)
     if error is not None:
         raise error
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def on_every_rank(comm: MPI.Comm, fn: Callable[[], T]) -> T:
@@ -98,7 +98,7 @@ def on_every_rank(comm: MPI.Comm, fn: Callable[[], T]) -> T:
             if evo_error is not None:
                 raise evo_error
             raise RuntimeError(f"rank {rank}: {name}: {msg}")
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 class Transport:

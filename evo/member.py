@@ -172,7 +172,7 @@ class Member:
             "gamma": float(m.rollout_buffer.gamma),
             "gae_lambda": float(m.rollout_buffer.gae_lambda),
             "n_epochs": int(m.n_epochs),
-            "batch_size": int(m.batch_size),  # type: ignore[arg-type]
+            "batch_size": int(m.batch_size),
             "max_grad_norm": float(m.max_grad_norm),
         }
 
@@ -191,7 +191,7 @@ class Member:
         s = derive_seed(self.cfg.seed, self.index, generation)
         self.model.set_random_seed(s)
         self.env.seed(s)
-        self.model._last_obs = None  # type: ignore[assignment]  # learn() resets the env
+        self.model._last_obs = None  # learn() resets the env
 
     def train(self, steps: int, should_stop: Any = None) -> TrainStats:
         """Train for ``steps`` more env steps (counters and schedules continue)."""

@@ -212,8 +212,13 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
 
     exit_code = 0
     t_run0 = time.perf_counter()
+    if resume_dir is not None:  # wall time continues across resumes
+        t_run0 -= comm_mod.root_decides(comm, lambda: float(json.loads(
+            (Path(resume_dir) / "population.json").read_text()).get("wall_s", 0.0)))
     last_scores: list[float] = []
     last_test: list[float | None] = []
+    last_sel: list[float] = []
+    last_hp: HParams | None = None
     gen = start_gen
     try:
         for gen in range(start_gen, cfg.generations):
@@ -270,7 +275,7 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
             }
             rows = comm.gather(row, root=0)
             _log_member_tb(tb, member, stats, row, hp_used)
-            last_scores, last_test = scores, tests
+            last_scores, last_test, last_sel, last_hp = scores, tests, list(sel), hp_used
             if rank == 0:
                 assert rows is not None and members_csv and generations_csv and lineage
                 total = sum(int(r["env_steps"]) for r in rows)
@@ -304,7 +309,8 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
             if baseline and save_every and (gen + 1) % save_every == 0 and gen + 1 < cfg.generations:
                 member.save_model(run_dir / "models" / f"member_{rank:03d}_steps_{member.num_timesteps}.zip")
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
-                _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, ckpt_log)
+                _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, sel,
+                            time.perf_counter() - t_run0, ckpt_log)
         else:
             gen = cfg.generations
     finally:
@@ -316,8 +322,9 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
         population = comm_mod.root_decides(comm, lambda: json.loads((Path(resume_dir) / "population.json").read_text()))
         last_scores = [math.nan if v is None else float(v) for v in population["scores"]]
         last_test = list(population.get("test_scores") or [None] * world)
+        last_sel = [math.nan if v is None else float(v) for v in population.get("selection_scores", last_scores)]
     if exit_code == 0:
-        _finish(cfg, comm, member, tb, last_scores, last_test, time.perf_counter() - t_run0)
+        _finish(cfg, comm, member, tb, last_scores, last_test, last_sel, last_hp, time.perf_counter() - t_run0)
     if exit_code == EXIT_PREEMPTED and rank == 0:
         print(f"evo: stop signal received; stopped during generation {gen + 1} of {cfg.generations} "
               f"(the checkpoint after generation {gen} stands); "
@@ -388,7 +395,8 @@ def _print_generation(cfg: PBTConfig, g: Mapping[str, Any], rows: Sequence[Mappi
 
 
 def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, meta: Mapping[str, Any],
-                scores: Sequence[float], tests: Sequence[float | None], log: JsonlWriter | None) -> None:
+                scores: Sequence[float], tests: Sequence[float | None], selection: Sequence[float], wall: float,
+                log: JsonlWriter | None) -> None:
     """Two-phase checkpoint of the population after ``generation`` completed generations."""
     directory = ckpt.gen_dir(cfg.run_dir, generation)
     size, seconds = ckpt.write_member(directory, member)
@@ -398,7 +406,8 @@ def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, m
         assert sizes is not None
         ckpt.write_manifest(directory, generation, comm.Get_size(), meta,
                             {"generation": generation, "scores": [_nan_none(v) for v in scores],
-                             "test_scores": [_nan_none(v) for v in tests]})
+                             "test_scores": [_nan_none(v) for v in tests],
+                             "selection_scores": [_nan_none(v) for v in selection], "wall_s": wall})
         ckpt.prune(cfg.run_dir)
         if log is not None:
             log.write([{"generation": generation - 1, "completed_generations": generation,
@@ -407,11 +416,16 @@ def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, m
 
 
 def _finish(cfg: PBTConfig, comm: Any, member: Member, tb: TensorBoard, scores: Sequence[float],
-            tests: Sequence[float | None], wall: float) -> None:
-    """Save the best member's model, HParams entries and a summary."""
+            tests: Sequence[float | None], selection: Sequence[float], hparams: HParams | None, wall: float) -> None:
+    """Save the best member's model, HParams entries and a summary.
+
+    "Best" ranks on the score selection uses (``--select-on``). The HParams entry pairs each
+    member's final score with the hyperparameters it trained the final generation with (not
+    the ones it explored to after the final exploit).
+    """
     rank = comm.Get_rank()
-    if scores and not all(math.isnan(s) for s in scores):
-        best = best_member(scores)
+    if selection and not all(math.isnan(s) for s in selection):
+        best = best_member(selection)
         if rank == best:
             member.save_model(cfg.run_dir / "best_model.zip")
     else:
@@ -421,8 +435,8 @@ def _finish(cfg: PBTConfig, comm: Any, member: Member, tb: TensorBoard, scores: 
     score = scores[rank] if scores else math.nan
     metrics = {"hparams/final_score": score}
     if tests and tests[rank] is not None:
-        metrics["hparams/final_test_score"] = float(tests[rank])  # type: ignore[arg-type]
-    tb.hparams(member.hparams, metrics, run_name=".")
+        metrics["hparams/final_test_score"] = float(tests[rank])
+    tb.hparams(hparams if hparams is not None else member.hparams, metrics, run_name=".")
     comm.Barrier()
     if rank == 0:
         write_json(cfg.run_dir / "summary.json", {

@@ -34,18 +34,17 @@ ENV_KEYS = ("env_id", "n_envs", "n_steps", "policy", "eval_episodes", "eval_dete
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     p.add_argument("run_dir", metavar="PBT_RUN_DIR", help="the PBT run to replay (<log-dir>/<exp-name>)")
     p.add_argument("--exp-name", default=None, help="replay run name (default: <pbt-exp-name>-replay)")
     p.add_argument("--log-dir", default=None, help="root folder of the replay run (default: the PBT run's parent)")
     p.add_argument("--seed", type=int, default=None, help="base seed (default: the PBT run's); rank i uses seed + i")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default: the PBT run's)")
     p.add_argument("--tb-writer", action=argparse.BooleanOptionalAction, default=True,
-                   help="write TensorBoard event files")
+                   help="write TensorBoard event files (default: on)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing replay run directory first")
     p.add_argument("--resume", action="store_true", help="continue an interrupted replay from its checkpoint")
-    p.add_argument("--verbose", type=int, default=1, help="0 = quiet, 1 = one line per generation")
+    p.add_argument("--verbose", type=int, default=1, help="0 = quiet, 1 = one line per generation (default: 1)")
     return p
 
 

@@ -80,6 +80,14 @@ class Run:
     """``replay_schedule.json`` if this run is a replay."""
     label: str = ""
 
+    def __post_init__(self) -> None:
+        self._by_gen: dict[int, list[dict[str, Any]]] = {}
+        self._by_key: dict[tuple[int, int], dict[str, Any]] = {}
+        for r in self.members:
+            self._by_gen.setdefault(r["generation"], []).append(r)
+            self._by_key[(r["generation"], r["member"])] = r
+        self._gen_rows = {r["generation"]: r for r in self.generations}
+
     @property
     def config(self) -> dict[str, Any]:
         return dict(self.meta.get("config", {}))
@@ -123,19 +131,17 @@ class Run:
         return sorted({r["generation"] for r in self.members})
 
     def rows_at(self, generation: int) -> list[dict[str, Any]]:
-        return [r for r in self.members if r["generation"] == generation]
+        return self._by_gen.get(generation, [])
 
     def row(self, generation: int, member: int) -> dict[str, Any]:
-        for r in self.members:
-            if r["generation"] == generation and r["member"] == member:
-                return r
-        raise ConfigError(f"{self.path}: members.csv has no row for generation {generation}, member {member}")
+        try:
+            return self._by_key[(generation, member)]
+        except KeyError:
+            raise ConfigError(f"{self.path}: members.csv has no row for generation {generation}, "
+                              f"member {member}") from None
 
     def generation_row(self, generation: int) -> dict[str, Any] | None:
-        for r in self.generations:
-            if r["generation"] == generation:
-                return r
-        return None
+        return self._gen_rows.get(generation)
 
     @property
     def hp_names(self) -> list[str]:
@@ -286,6 +292,7 @@ def run_stats(run: Run, budget: int) -> dict[str, Any]:
         if s:
             per_gen_best[r["generation"]] = max(s)
     best_gen = max(per_gen_best, key=lambda k: (per_gen_best[k], -k)) if per_gen_best else None
+    best_row = run.generation_row(best_gen) if best_gen is not None else None
     wall = cumulative_wall(run)[g]
     total = int(within[-1]["total_env_steps"])
     return {
@@ -299,7 +306,7 @@ def run_stats(run: Run, budget: int) -> dict[str, Any]:
         "final_max": max(scores) if scores else None,
         "best_ever": per_gen_best[best_gen] if best_gen is not None else None,
         "best_ever_generation": best_gen,
-        "best_ever_env_steps": run.generation_row(best_gen)["env_steps"] if best_gen is not None else None,  # type: ignore[index]
+        "best_ever_env_steps": best_row["env_steps"] if best_row is not None else None,
         "test_best": max(tests) if tests else None,
         "test_mean": sum(tests) / len(tests) if tests else None,
         "wall_s": wall,
@@ -353,19 +360,6 @@ def table_row(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def parse_markdown_table(text: str) -> list[dict[str, str]]:
-    """The rows of the first Markdown table in ``text`` as dicts keyed by header (for tests)."""
-    lines = [ln.strip() for ln in text.splitlines()]
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    out = []
-    for ln in lines[start + 2:]:
-        if not ln.startswith("|"):
-            break
-        out.append(dict(zip(header, [c.strip() for c in ln.strip("|").split("|")], strict=True)))
-    return out
-
-
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -406,8 +400,9 @@ def summary_markdown(runs: Sequence[Run], budget: int, stats: Sequence[dict[str,
                      f"{total_gens} generation(s) of {cfg.get('steps_per_generation')} env steps per member "
                      f"(n_envs {cfg.get('n_envs')}, n_steps {cfg.get('n_steps')}), seed {cfg.get('seed')}")
         last = run.generations[-1]
+        end_wall = cumulative_wall(run)[last["generation"]]
         lines.append(f"- at its end ({last['env_steps']} env steps per member): best {fmt_score(last['best_score'])}"
-                     f", mean {fmt_score(last['mean_score'])}, wall {fmt_seconds(cumulative_wall(run)[last['generation']])} s")
+                     f", mean {fmt_score(last['mean_score'])}, wall {fmt_seconds(end_wall)} s")
         if run.kind == "pbt":
             try:
                 ancestry = winner_ancestry(run)
@@ -554,7 +549,7 @@ def plot_lineage(run: Run, out: Path) -> None:
     n = run.n_members
     edges = exploit_edges(run)
     received = {(g, r) for g, _, r in edges}
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(gens) + 3), max(3.5, 0.45 * n + 2)))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.6 * len(gens) + 4)), min(14.0, max(4.0, 0.45 * n + 2.5))))
     for g in gens[:-1]:
         for m in range(n):
             if (g, m) not in received:
@@ -566,12 +561,12 @@ def plot_lineage(run: Run, out: Path) -> None:
                     arrowprops={"arrowstyle": "->", "color": "C1", "lw": 1.2, "shrinkA": 4, "shrinkB": 4})
     ax.plot([g for g, _ in ancestry], [m for _, m in ancestry], color="C3", linewidth=3, alpha=0.8, zorder=3)
     xs, ys, cs = [], [], []
-    for r in run.members:
-        xs.append(r["generation"])
-        ys.append(r["member"])
-        cs.append(r["score"] if r["score"] is not None and math.isfinite(r["score"]) else float("nan"))
+    for row in run.members:
+        xs.append(row["generation"])
+        ys.append(row["member"])
+        cs.append(row["score"] if row["score"] is not None and math.isfinite(row["score"]) else float("nan"))
     sc = ax.scatter(xs, ys, c=cs, cmap="viridis", s=40, zorder=4, edgecolors="k", linewidths=0.4)
-    fig.colorbar(sc, ax=ax, label="score at that generation")
+    fig.colorbar(sc, ax=ax, label="score at that generation", pad=0.02, fraction=0.04)
     ax.scatter([ancestry[-1][0]], [ancestry[-1][1]], marker="*", s=260, color="C3", zorder=5,
                edgecolors="k", linewidths=0.6)
     ax.set_xlabel(f"generation ({run.config.get('steps_per_generation')} env steps per member each)")
@@ -586,7 +581,8 @@ def plot_lineage(run: Run, out: Path) -> None:
     ax.set_ylim(-0.6, n - 0.4)
     ax.invert_yaxis()
     hidden = sum(1 for g, _, _ in edges if g >= gens[-1])
-    note = f"\n(the last generation's {hidden} are not drawn: no generation trained after them)" if hidden else ""
+    note = (f"\n({hidden} exploit(s) after the last evaluation not drawn: no generation trained after them)"
+            if hidden else "")
     ax.set_title(f"{run.label}: lineage, {run.strategy}, {len(edges)} exploits{note}", fontsize=10)
     handles = [Line2D([], [], color="0.6", label="member keeps its weights"),
                Line2D([], [], color="C1", marker=">", label="exploit: donor → receiver (copies weights)"),
