@@ -309,8 +309,9 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
             if baseline and save_every and (gen + 1) % save_every == 0 and gen + 1 < cfg.generations:
                 member.save_model(run_dir / "models" / f"member_{rank:03d}_steps_{member.num_timesteps}.zip")
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
-                _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, sel,
-                            time.perf_counter() - t_run0, ckpt_log)
+                ckpt_s = _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, sel,
+                                     time.perf_counter() - t_run0, ckpt_log)
+                tb.scalars({"time/checkpoint_s": ckpt_s}, step=member.num_timesteps)
         else:
             gen = cfg.generations
     finally:
@@ -396,8 +397,11 @@ def _print_generation(cfg: PBTConfig, g: Mapping[str, Any], rows: Sequence[Mappi
 
 def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, meta: Mapping[str, Any],
                 scores: Sequence[float], tests: Sequence[float | None], selection: Sequence[float], wall: float,
-                log: JsonlWriter | None) -> None:
-    """Two-phase checkpoint of the population after ``generation`` completed generations."""
+                log: JsonlWriter | None) -> float:
+    """Two-phase checkpoint of the population after ``generation`` completed generations.
+
+    Returns this rank's seconds (its member's files; the per-generation maximum and sizes go to
+    ``checkpoints.jsonl``)."""
     directory = ckpt.gen_dir(cfg.run_dir, generation)
     size, seconds = ckpt.write_member(directory, member)
     sizes = comm.gather((size, seconds), root=0)
@@ -413,6 +417,7 @@ def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, m
             log.write([{"generation": generation - 1, "completed_generations": generation,
                         "bytes_total": sum(s for s, _ in sizes), "bytes_per_member": sizes[0][0],
                         "seconds_max": max(t for _, t in sizes)}])
+    return seconds
 
 
 def _finish(cfg: PBTConfig, comm: Any, member: Member, tb: TensorBoard, scores: Sequence[float],

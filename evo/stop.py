@@ -35,10 +35,18 @@ class StopFlag:
     def _handler(self, signum: int, _frame: Any) -> None:
         if self.signal is None:
             self.signal, self.time = signum, time.monotonic()
+        # From now on the job is stopping: ignore repeats (a batch script may re-send the signal).
+        # Python restores SIG_DFL for its own handlers at shutdown, and a repeated SIGUSR1 would
+        # then kill a rank that is already exiting cleanly with EXIT_PREEMPTED; SIG_IGN stays.
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
 
     def clear(self) -> None:
-        """Forget a recorded signal (for tests that run several jobs in one process)."""
+        """Forget a recorded signal and re-arm (for tests that run several jobs in one process)."""
         self.signal = self.time = None
+        self._installed = False
+        self.install()
 
     @property
     def requested(self) -> bool:
