@@ -92,9 +92,10 @@ evo_launcher_cmd() {
         srun)
             # shellcheck disable=SC2206  # user-supplied word list
             extra=(${EVO_SRUN_ARGS:-})
-            # --kill-on-bad-exit=0: every rank exits 75 on a stop signal; do not let the first one's
-            # exit kill the others (evo aborts the whole job itself on a real crash).
-            EVO_LAUNCH=(srun "--mpi=${EVO_SRUN_MPI:-pmi2}" --kill-on-bad-exit=0 --ntasks="$ntasks" "${extra[@]}")
+            # --kill-on-bad-exit=1: a task that dies (e.g. in MPI_Init) must not leave the others
+            # waiting until the time limit. On a stop signal every rank exits 75 only after the
+            # ranks agreed to stop and the last checkpoint is complete, so nothing is lost there.
+            EVO_LAUNCH=(srun "--mpi=${EVO_SRUN_MPI:-pmi2}" --kill-on-bad-exit=1 --ntasks="$ntasks" "${extra[@]}")
             ;;
         mpiexec)
             # shellcheck disable=SC2206
