@@ -46,46 +46,10 @@ REPLAY=${REPLAY:-1}
 LOG_DIR=${LOG_DIR:-logs/experiments/bigfish}
 OUT=${OUT:-$LOG_DIR/report}
 OVERWRITE=${OVERWRITE:-0}
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-if [[ -z "${MPIEXEC:-}" ]]; then
-    MPIEXEC="$(dirname "$PYTHON")/mpiexec"
-    [[ -x "$MPIEXEC" ]] || MPIEXEC=$(command -v mpiexec || true)
-fi
-[[ -n "$MPIEXEC" ]] || { echo "bigfish_compare: error: no mpiexec (pip install mpich, or set MPIEXEC)" >&2; exit 2; }
-read -r -a LAUNCH_ARGS <<< "${MPIEXEC_ARGS:-}"
-
-ROLLOUT=$((N_ENVS * N_STEPS))
-if (( STEPS_PER_GEN % ROLLOUT != 0 || TIMESTEPS % STEPS_PER_GEN != 0 )); then
-    echo "bigfish_compare: error: STEPS_PER_GEN ($STEPS_PER_GEN) must be a multiple of N_ENVS*N_STEPS ($ROLLOUT)" \
-         "and TIMESTEPS ($TIMESTEPS) a multiple of STEPS_PER_GEN" >&2
-    exit 2
-fi
-GENERATIONS=$((TIMESTEPS / STEPS_PER_GEN))
-PBT_NAME="pbt-$STRATEGY-n$RANKS-s$SEED"
-BASE_NAME="baseline-n$RANKS-s$SEED"
-EXTRA=()
-[[ "$OVERWRITE" == 1 ]] && EXTRA+=(--overwrite)
-COMMON=(--env-id bigfish --num-levels "$NUM_LEVELS" --distribution-mode "$DISTRIBUTION" --eval-test-levels
-        --n-envs "$N_ENVS" --n-steps "$N_STEPS" --policy "$POLICY" --eval-episodes "$EVAL_EPISODES"
-        --seed "$SEED" --log-dir "$LOG_DIR" "${EXTRA[@]}")
-
-echo "== PBT ($STRATEGY): $RANKS members, $GENERATIONS generations x $STEPS_PER_GEN env steps per member"
-"$MPIEXEC" "${LAUNCH_ARGS[@]}" -n "$RANKS" "$PYTHON" -m "evo.$STRATEGY" "${COMMON[@]}" \
-    --generations "$GENERATIONS" --steps-per-generation "$STEPS_PER_GEN" --exp-name "$PBT_NAME"
-
-echo "== baseline (the Procgen paper's PPO settings): $RANKS seeds x $TIMESTEPS env steps"
-"$MPIEXEC" "${LAUNCH_ARGS[@]}" -n "$RANKS" "$PYTHON" -m evo.baseline "${COMMON[@]}" --param-name baseline \
-    --num-timesteps "$TIMESTEPS" --eval-every "$STEPS_PER_GEN" --exp-name "$BASE_NAME"
-
-RUNS=("$LOG_DIR/$PBT_NAME" "$LOG_DIR/$BASE_NAME")
-if [[ "$REPLAY" == 1 ]]; then
-    echo "== replay of the PBT winner's hyperparameter schedule on one fresh agent"
-    "$PYTHON" -m evo.replay "$LOG_DIR/$PBT_NAME" "${EXTRA[@]}"
-    RUNS+=("$LOG_DIR/$PBT_NAME-replay")
-fi
-
-echo "== report"
-"$PYTHON" -m evo.report "${RUNS[@]}" --out "$OUT"
-echo "summary: $OUT/summary.md"
+SCRIPT=bigfish_compare
+ENV_ARGS=(--env-id bigfish --num-levels "$NUM_LEVELS" --distribution-mode "$DISTRIBUTION" --eval-test-levels
+          --policy "$POLICY")
+PARAM_NAME=baseline
+BASELINE_DESCRIPTION="the Procgen paper's PPO settings"
+# shellcheck source=experiments/compare_lib.sh
+source experiments/compare_lib.sh
