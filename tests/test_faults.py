@@ -251,28 +251,25 @@ def test_resume_from_missing_run(tmp_path: Path) -> None:
     assert_clean_failure(res, tmp_path, "does not exist")
 
 
-@pytest.mark.timeout(90)
-def test_resume_from_truncated_zip(finished_run: Path, tmp_path: Path) -> None:
-    run = _copy_run(finished_run, tmp_path)
-    z = run / "checkpoints" / "gen_000002" / "member_001.zip"
-    z.write_bytes(z.read_bytes()[: z.stat().st_size // 2])
-    before = (run / "members.csv").read_text()
-    res = _resume(tmp_path)
-    assert_clean_failure(res, tmp_path, "corrupt checkpoint")
-    assert (run / "members.csv").read_text() == before
+def _truncate(data: bytes) -> bytes:
+    return data[: len(data) // 2]  # the manifest's recorded size no longer matches
+
+
+def _zero_first_half(data: bytes) -> bytes:
+    return bytes(len(data) // 2) + data[len(data) // 2:]  # same size, but no longer a readable model
 
 
 @pytest.mark.timeout(90)
-def test_resume_from_damaged_zip_of_the_same_size(finished_run: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("damage", "needle"), [(_truncate, "corrupt checkpoint"),
+                                                (_zero_first_half, "cannot load member checkpoint")])
+def test_resume_from_damaged_zip(damage, needle: str, finished_run: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = _copy_run(finished_run, tmp_path)
     z = run / "checkpoints" / "gen_000002" / "member_001.zip"
-    data = bytearray(z.read_bytes())
-    data[: len(data) // 2] = bytes(len(data) // 2)  # same size, but no longer a readable model
-    z.write_bytes(bytes(data))
+    z.write_bytes(damage(z.read_bytes()))
     before = (run / "members.csv").read_text()
     res = _resume(tmp_path)
-    assert_clean_failure(res, tmp_path, "cannot load member checkpoint")
-    assert (run / "members.csv").read_text() == before
+    assert_clean_failure(res, tmp_path, needle)
+    assert (run / "members.csv").read_text() == before  # nothing rewritten by a failed resume
 
 
 @pytest.mark.timeout(90)
