@@ -36,9 +36,22 @@ def gen_dir(run_dir: Path, generation: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"gen_{generation:06d}"
 
 
+REQUIRED = ("zip", "json", "rng")
+"""Files every member checkpoint has; ``env`` (the training envs' state) exists where the env
+could be snapshotted."""
+
+
 def member_files(directory: Path, index: int) -> dict[str, Path]:
     stem = f"member_{index:03d}"
-    return {"zip": directory / f"{stem}.zip", "json": directory / f"{stem}.json", "rng": directory / f"{stem}.rng"}
+    return {"zip": directory / f"{stem}.zip", "json": directory / f"{stem}.json", "rng": directory / f"{stem}.rng",
+            "env": directory / f"{stem}.env"}
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    atomic_replace(tmp, path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -57,12 +70,12 @@ def write_member(directory: Path, member: Any) -> tuple[int, float]:
     directory.mkdir(parents=True, exist_ok=True)
     files = member_files(directory, member.index)
     member.save_model(files["zip"])
-    write_json(files["json"], member.state_dict())
-    tmp = files["rng"].with_name(files["rng"].name + ".tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(rng_state(), fh)
-    atomic_replace(tmp, files["rng"])
-    size = sum(p.stat().st_size for p in files.values())
+    env = member.env_state()
+    if env is not None:
+        _write_bytes(files["env"], env)
+    write_json(files["json"], {**member.state_dict(), "env_snapshot": env is not None})
+    _write_bytes(files["rng"], pickle.dumps(rng_state()))
+    size = sum(p.stat().st_size for p in files.values() if p.exists())
     return size, time.perf_counter() - t0
 
 
@@ -73,6 +86,8 @@ def write_manifest(directory: Path, generation: int, world_size: int, meta: Mapp
     files = {}
     for i in range(world_size):
         for kind, path in member_files(directory, i).items():
+            if kind not in REQUIRED and not path.exists():
+                continue
             if not path.exists():
                 raise CheckpointError(f"checkpoint {directory} lacks {path.name} before its manifest")
             files[f"{i}:{kind}"] = {"name": path.name, "bytes": path.stat().st_size}
@@ -143,14 +158,22 @@ def check_compatible(manifest: Mapping[str, Any], expected: Mapping[str, Any]) -
 
 
 def load_member(directory: Path, member: Any) -> dict[str, Any]:
-    """Restore one member (weights, optimizer, counters, hparams, RNG states) from a checkpoint."""
+    """Restore one member (weights, optimizer, counters, hparams, RNG states and, where the
+    checkpoint has it, the training envs' state) from a checkpoint.
+
+    The returned meta has ``env_restored``: False means the envs start fresh episodes."""
     files = member_files(directory, member.index)
     try:
         meta = json.loads(files["json"].read_text())
         with open(files["rng"], "rb") as fh:
             state = pickle.load(fh)
+        env = files["env"].read_bytes() if files["env"].exists() else None
     except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
         raise CheckpointError(f"corrupt member checkpoint in {directory}: {type(exc).__name__}") from None
     member.load_model_state(files["zip"], meta)
+    try:
+        member.load_env_state(env)
+    except Exception as exc:
+        raise CheckpointError(f"cannot restore the env state in {files['env']}: {type(exc).__name__}: {exc}") from None
     set_rng_state(state)
-    return meta
+    return {**meta, "env_restored": env is not None}

@@ -63,14 +63,16 @@ def run_baseline(argv: Sequence[str] | None, description: str) -> int:
 
     def body() -> int:
         from evo import pbt
-        from evo.comm import world
+        from evo.comm import root_decides, world
         from evo.config import BaselineConfig, explicit_flags, parse
+        from evo.hparam_sets import read_sets_file
 
         cfg = parse(BaselineConfig, argv, prog, description)
         explicit = explicit_flags(BaselineConfig, argv)
         if "log_dir" not in explicit:
             cfg.log_dir = str(Path(cfg.log_dir) / cfg.env_id)
-        cfg.resolve(explicit)
+        sets_text = root_decides(world(), lambda: read_sets_file(cfg.param_file))
+        cfg.resolve(explicit, sets_text)
         cfg.validate()
         return pbt.run(cfg, world())
 

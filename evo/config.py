@@ -44,6 +44,8 @@ class CommonConfig:
     seed: int = arg(0, "base seed; member i uses seed + i")
     log_dir: str = arg("logs", "root folder of all runs")
     exp_name: str | None = arg(None, "run name: outputs go to <log-dir>/<exp-name> (default: derived from the run)")
+    paired_eval: bool = arg(True, "evaluate every member of a generation on the same episodes (common random "
+                                  "numbers: same start states, same ProcGen levels); --no-paired-eval: each its own")
     tb_writer: bool = arg(True, "write TensorBoard event files")
     threads: int = arg(0, "torch threads per rank (0 = cores on this node / ranks on this node, at least 1)")
     checkpoint_every: int = arg(1, "checkpoint every this many generations (0 = never)")
@@ -161,8 +163,10 @@ class BaselineConfig(PBTConfig):
     exchange: bool = arg(False, "", cli=False)
     set_hparams: dict[str, Any] | None = field(default=None, metadata={"help": "", "cli": False})
 
-    def resolve(self, explicit: set[str]) -> None:
-        """Apply the named set (flags given on the command line win) and derive the schedule."""
+    def resolve(self, explicit: set[str], sets_text: str | None = None) -> None:
+        """Apply the named set (flags given on the command line win) and derive the schedule.
+
+        ``sets_text``: the contents of ``--param-file``, read on one rank and broadcast."""
         from evo.hparam_sets import get_set, split_set
 
         name = self.param_name
@@ -172,7 +176,7 @@ class BaselineConfig(PBTConfig):
             name = "baseline" if procgen_game(self.env_id) else "cartpole" if self.env_id == "CartPole-v1" \
                 else "baseline3"
             self.param_name = name
-        values = get_set(name, self.param_file)
+        values = get_set(name, self.param_file, sets_text)
         for key in ("n_envs", "n_steps", "policy", "eval_deterministic"):
             if key in values and key not in explicit:
                 setattr(self, key, values[key])

@@ -14,18 +14,29 @@ RUN_KEYS = ("n_envs", "n_steps", "policy", "eval_deterministic")
 """Keys of a set that configure the run rather than PPO's update."""
 
 
-def load_sets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """All sets in ``path`` (default: the file shipped with evo)."""
-    import yaml
-
+def read_sets_file(path: str | Path | None) -> str | None:
+    """The text of a ``--param-file`` (``None``: the file shipped with evo). Read on one rank and
+    broadcast, so a file only some ranks can see fails the whole job the same way."""
+    if path is None:
+        return None
     try:
-        if path is None:
-            text = resources.files("evo").joinpath("data/hyperparams.yaml").read_text()
-            where = "evo/data/hyperparams.yaml"
-        else:
-            text, where = Path(path).read_text(), str(path)
+        return Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read hyperparameter sets {str(path)!r}: {exc.strerror}") from None
+
+
+def load_sets(path: str | Path | None = None, text: str | None = None) -> dict[str, dict[str, Any]]:
+    """All sets in ``text`` (the contents of ``path``; read here if not given; default: the file
+    shipped with evo)."""
+    import yaml
+
+    if text is None and path is not None:
+        text = read_sets_file(path)
+    if text is None:
+        text = resources.files("evo").joinpath("data/hyperparams.yaml").read_text()
+        where = "evo/data/hyperparams.yaml"
+    else:
+        where = str(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -35,8 +46,8 @@ def load_sets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in data.items()}
 
 
-def get_set(name: str, path: str | Path | None = None) -> dict[str, Any]:
-    sets = load_sets(path)
+def get_set(name: str, path: str | Path | None = None, text: str | None = None) -> dict[str, Any]:
+    sets = load_sets(path, text)
     if name not in sets:
         raise ConfigError(f"unknown --param-name {name!r} (known: {', '.join(sorted(sets))})")
     return sets[name]

@@ -8,6 +8,7 @@ next ``train()`` really uses them.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import FloatSchedule, set_random_seed, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from evo import seeds
 from evo.config import CommonConfig
-from evo.envs import make_vec_env
+from evo.envs import env_snapshot, make_vec_env, restore_env_snapshot
 from evo.errors import CheckpointError
 from evo.space import HParams
 
@@ -36,11 +38,6 @@ PPO_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 FLOAT_HPARAMS = ("learning_rate", "clip_range", "ent_coef", "vf_coef", "gamma", "gae_lambda", "max_grad_norm")
 INT_HPARAMS = ("n_epochs", "batch_size")
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed from a tuple of ints (base seed, member, generation, purpose...)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 @dataclass
@@ -98,10 +95,10 @@ class Member:
         spec = cfg.env_spec()
         self.env: VecEnv = make_vec_env(spec, cfg.n_envs, seed=self.seed)
         n_eval = max(1, min(cfg.n_envs, cfg.eval_episodes))
-        self.eval_env: VecEnv = make_vec_env(spec, n_eval, seed=derive_seed(self.seed, 1))
+        self.eval_env: VecEnv = make_vec_env(spec, n_eval, seed=seeds.env_seed(cfg.seed, index, 1))
         self.test_env: VecEnv | None = None
         if cfg.eval_test_levels:
-            self.test_env = make_vec_env(spec, n_eval, seed=derive_seed(self.seed, 2), test_levels=True)
+            self.test_env = make_vec_env(spec, n_eval, seed=seeds.env_seed(cfg.seed, index, 2), test_levels=True)
         image = is_image_space(self.env.observation_space)
         policy, policy_kwargs = resolve_policy(cfg.policy, image)
         hp = {**PPO_DEFAULTS, **hparams}
@@ -182,16 +179,39 @@ class Member:
         return int(self.model.num_timesteps)
 
     def reseed(self, generation: int) -> None:
-        """Seed python/numpy/torch and restart the training envs for ``generation``.
+        """Seed python / numpy / torch and the action space for ``generation``.
 
-        Every generation starts from fresh episodes seeded by (seed, member, generation), so a
-        generation is a pure function of the member's state at its start: this is what makes a
-        resumed run take the same decisions as an uninterrupted one.
+        The training envs are *not* touched: episodes continue across generations (as in one long
+        SB3 run), so late-episode states are trained on however short a generation is. Resume stays
+        exact because checkpoints hold the envs' state (:meth:`env_state`).
         """
-        s = derive_seed(self.cfg.seed, self.index, generation)
-        self.model.set_random_seed(s)
-        self.env.seed(s)
-        self.model._last_obs = None  # learn() resets the env
+        s = seeds.train_seed(self.cfg.seed, self.index, generation)
+        set_random_seed(s)
+        self.model.action_space.seed(s)
+
+    # -- env state (continuing episodes across a checkpoint) --------------------------------
+    def env_state(self) -> bytes | None:
+        """The training envs' full state plus SB3's last observation, or ``None`` if the env
+        cannot be snapshotted (then a resume starts fresh episodes)."""
+        env = env_snapshot(self.env)
+        if env is None:
+            return None
+        m = self.model
+        return pickle.dumps({"env": env, "last_obs": m._last_obs, "last_episode_starts": m._last_episode_starts,
+                             "last_original_obs": getattr(m, "_last_original_obs", None)})
+
+    def load_env_state(self, blob: bytes | None) -> None:
+        """Restore :meth:`env_state`; ``None`` makes the next ``train()`` reset the envs."""
+        m = self.model
+        if blob is None:
+            m._last_obs = None  # type: ignore[assignment]
+            return
+        state = pickle.loads(blob)
+        restore_env_snapshot(self.env, state["env"])
+        m._last_obs = state["last_obs"]
+        m._last_episode_starts = state["last_episode_starts"]
+        if state.get("last_original_obs") is not None:
+            m._last_original_obs = state["last_original_obs"]
 
     def train(self, steps: int, should_stop: Any = None) -> TrainStats:
         """Train for ``steps`` more env steps (counters and schedules continue)."""

@@ -28,12 +28,13 @@ import numpy as np
 
 from evo import checkpoint as ckpt
 from evo import comm as comm_mod
+from evo import seeds
 from evo.config import CommonConfig, PBTConfig
 from evo.errors import ConfigError
-from evo.member import Member, derive_seed
+from evo.member import Member
 from evo.records import JsonlWriter, TableWriter, TensorBoard, dumps_line, truncate_records, write_json
-from evo.selection import Transfer, best_member, explore_rng, plan, selection_rng
-from evo.space import HParams, Space, check_batch_size, explore, load_space
+from evo.selection import Transfer, best_member, plan
+from evo.space import HParams, Space, check_batch_size, explore, parse_space, read_space_file
 from evo.stop import STOP, StopFlag
 
 EXIT_PREEMPTED = 75
@@ -64,10 +65,10 @@ def decide(strategy: str, generation: int, scores: Sequence[float], hparams: Seq
     A pure function of its arguments: the selection rng is derived from ``(seed, generation)``
     and each receiver's explore rng from ``(seed, generation, receiver)``.
     """
-    transfers = plan(strategy, scores, quantile, selection_rng(seed, generation))
+    transfers = plan(strategy, scores, quantile, seeds.selection_rng(seed, generation))
     out = []
     for t in transfers:
-        new, changes = explore(hparams[t.donor], space, explore_rng(seed, generation, t.receiver))
+        new, changes = explore(hparams[t.donor], space, seeds.explore_rng(seed, generation, t.receiver))
         out.append(Decision(generation, t.receiver, t.donor, float(scores[t.receiver]), float(scores[t.donor]),
                             dict(hparams[t.receiver]), dict(hparams[t.donor]), new, changes))
     return out
@@ -164,14 +165,14 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
         )
     if cfg.exp_name is None:
         cfg.exp_name = cfg.default_exp_name()
-    space = _space_for(cfg)
+    space = _space_for(cfg, comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams)))
     threads = comm_mod.set_threads(comm, cfg.threads)
     expected = {"world_size": world, "env_id": cfg.env_id, "strategy": cfg.strategy, "n_envs": cfg.n_envs,
                 "n_steps": cfg.n_steps, "policy": cfg.policy, "steps_per_generation": cfg.steps_per_generation}
     resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected))
     run_dir = cfg.run_dir
 
-    init_hp = space.sample(np.random.default_rng([cfg.seed, 2, rank]))
+    init_hp = space.sample(seeds.init_rng(cfg.seed, rank))
     member = comm_mod.on_every_rank(comm, lambda: Member(cfg, init_hp, index=rank))
     if resume_dir is not None:
         comm_mod.on_every_rank(comm, lambda: ckpt.load_member(Path(resume_dir), member))
@@ -236,10 +237,12 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
                 exit_code = EXIT_PREEMPTED  # this generation is dropped; the last checkpoint stands
                 break
             t_eval0 = time.perf_counter()
-            eval_seed = derive_seed(cfg.seed, rank, gen, 7)
+            eval_seed = seeds.eval_seed(cfg.seed, gen, rank, paired=cfg.paired_eval)
             score = member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, eval_seed)
-            test_score = (member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, eval_seed, test_levels=True)
-                          if cfg.eval_test_levels else None)
+            test_score = None
+            if cfg.eval_test_levels:
+                test_seed = seeds.eval_seed(cfg.seed, gen, rank, paired=cfg.paired_eval, test_levels=True)
+                test_score = member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, test_seed, test_levels=True)
             eval_s = time.perf_counter() - t_eval0
 
             t_sel0 = time.perf_counter()
@@ -361,10 +364,11 @@ def _inject_fault(member: Member, rank: int, generation: int) -> None:
         os._exit(9)
 
 
-def _space_for(cfg: PBTConfig) -> Space:
+def _space_for(cfg: PBTConfig, text: str | None) -> Space:
+    """The search space: defaults overridden by ``text`` (``--hyperparams``, read on rank 0)."""
     if cfg.strategy == "baseline":
         return Space(params={}, constants=dict(getattr(cfg, "set_hparams", None) or {}))
-    space = load_space(cfg.hyperparams, cfg.rollout_size)
+    space = parse_space(text, cfg.rollout_size, str(cfg.hyperparams))
     check_batch_size(space, cfg.rollout_size)
     return space
 

@@ -100,12 +100,16 @@ def plan(strategy: str, scores: Sequence[float], quantile: float, rng: np.random
 
 def selection_rng(seed: int, generation: int) -> np.random.Generator:
     """The rng of generation ``generation``'s selection: a pure function of the seed (replayable)."""
-    return np.random.default_rng([seed, generation, 0])
+    from evo.seeds import selection_rng as rng
+
+    return rng(seed, generation)
 
 
 def explore_rng(seed: int, generation: int, receiver: int) -> np.random.Generator:
     """The rng of one receiver's explore step in one generation."""
-    return np.random.default_rng([seed, generation, 1, receiver])
+    from evo.seeds import explore_rng as rng
+
+    return rng(seed, generation, receiver)
 
 
 def donor_groups(transfers: Sequence[Transfer]) -> dict[int, list[int]]:

@@ -329,26 +329,37 @@ def space_from_mapping(data: Mapping[str, Any], base: Space) -> Space:
     return space
 
 
-def load_space(path: str | Path | None, rollout_size: int | None = None) -> Space:
-    """Default space, overridden by the YAML file at ``path`` if given."""
+def read_space_file(path: str | Path | None) -> str | None:
+    """The text of a ``--hyperparams`` file (``None`` for no file). Read it on one rank and
+    broadcast it, so a file only some ranks can see fails the whole job the same way."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read hyperparameter file {str(path)!r}: {exc.strerror}") from None
+
+
+def parse_space(text: str | None, rollout_size: int | None = None, where: str = "--hyperparams") -> Space:
+    """Default space, overridden by the YAML ``text`` of a ``--hyperparams`` file if given."""
     import yaml
 
     base = default_space(rollout_size)
-    if path is None:
+    if text is None:
         base.validate()
         return base
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read hyperparameter file {str(p)!r}: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"hyperparameter file {str(p)!r} is not valid YAML{where}") from None
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"hyperparameter file {where!r} is not valid YAML{at}") from None
     return space_from_mapping(data or {}, base)
+
+
+def load_space(path: str | Path | None, rollout_size: int | None = None) -> Space:
+    """Default space, overridden by the YAML file at ``path`` if given (single process)."""
+    return parse_space(read_space_file(path), rollout_size, str(path))
 
 
 def check_batch_size(space: Space, rollout_size: int) -> None:

@@ -157,13 +157,43 @@ def test_pack_unpack_is_bit_exact_and_continues_identically() -> None:
     for k in oa:
         for field in ("step", "exp_avg", "exp_avg_sq"):
             assert torch.equal(oa[k][field], ob[k][field])
-    # Same state + same generation seed => the next generation is identical, bit for bit.
+    # An exploit moves weights, optimizer and hparams, never the env: b's episodes carry on.
+    assert b.env_state() != a.env_state()
+    # Same state + same env state + same generation seed => the next generation is identical.
     # (python/numpy/torch rngs are process-global: reseed each right before it trains)
+    b.load_env_state(a.env_state())
     a.reseed(1)
     a.train(ROLLOUT)
     b.reseed(1)
     b.train(ROLLOUT)
     assert np.array_equal(bits(a.pack()), bits(b.pack()))
+
+
+def test_episodes_continue_across_generations_and_env_state_round_trips() -> None:
+    a = make(index=0)
+    a.reseed(0)
+    a.train(ROLLOUT)
+    obs_before = np.array(a.model._last_obs, copy=True)
+    a.reseed(1)  # a new generation must not reset the training envs
+    assert a.model._last_obs is not None and np.array_equal(a.model._last_obs, obs_before)
+    blob = a.env_state()
+    assert blob is not None
+    # A fresh member given a's weights, optimizer and env state continues exactly like a.
+    b = make(index=0)
+    b.reseed(7)
+    b.train(ROLLOUT)  # b's own envs are elsewhere now
+    b.unpack(a.pack())
+    b.apply_hparams(a.hparams)
+    b.load_env_state(blob)
+    assert np.array_equal(b.model._last_obs, obs_before)
+    a.reseed(1)
+    a.train(ROLLOUT)
+    b.reseed(1)
+    b.train(ROLLOUT)
+    assert np.array_equal(bits(a.pack()), bits(b.pack()))
+    states_a = [e.unwrapped.state for e in a.env.envs]  # type: ignore[attr-defined]
+    states_b = [e.unwrapped.state for e in b.env.envs]  # type: ignore[attr-defined]
+    assert all(np.array_equal(x, y) for x, y in zip(states_a, states_b, strict=True))
 
 
 def test_unpack_rejects_a_wrong_buffer() -> None:

@@ -8,7 +8,9 @@ can reject a bad ``--env-id`` with the same one-line error.
 from __future__ import annotations
 
 import difflib
+import pickle
 from dataclasses import dataclass
+from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -98,3 +100,49 @@ def make_vec_env(spec: EnvSpec, n_envs: int, seed: int, *, test_levels: bool = F
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     return sb3_make_vec_env(spec.env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+
+
+# -- snapshots: continuing episodes across a checkpoint -------------------------------------------
+_DUMMY_FIELDS = ("envs", "buf_obs", "buf_dones", "buf_rews", "buf_infos", "reset_infos", "_seeds", "_options")
+
+
+def env_snapshot(venv: VecEnv) -> bytes | None:
+    """Everything needed to continue ``venv``'s episodes exactly where they are, or ``None``.
+
+    ProcGen: the gym3 engine's ``get_state`` (levels, RNGs, in-progress episodes). Gymnasium
+    envs in a ``DummyVecEnv``: the envs themselves, pickled with their wrappers (``Monitor``'s
+    in-progress episode return and length included) and the VecEnv's buffers. ``None`` when the
+    env cannot be pickled (a resume then starts fresh episodes and says so).
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from evo.envs.procgen import ProcgenVecEnv
+
+    try:
+        if isinstance(venv, ProcgenVecEnv):
+            return pickle.dumps({"kind": "procgen", "state": venv.get_snapshot()})
+        if isinstance(venv, DummyVecEnv):
+            return pickle.dumps({"kind": "dummy", "state": {k: getattr(venv, k) for k in _DUMMY_FIELDS}})
+    except Exception:  # an env holding a handle, a lambda, a native object...: not snapshotable
+        return None
+    return None
+
+
+def restore_env_snapshot(venv: VecEnv, blob: bytes) -> None:
+    """Put ``venv`` back into the state :func:`env_snapshot` captured (same env and n_envs)."""
+    from evo.envs.procgen import ProcgenVecEnv
+
+    snap: dict[str, Any] = pickle.loads(blob)
+    if snap["kind"] == "procgen" and isinstance(venv, ProcgenVecEnv):
+        venv.set_snapshot(snap["state"])
+        return
+    if snap["kind"] == "dummy" and hasattr(venv, "envs"):
+        state = snap["state"]
+        if len(state["envs"]) != venv.num_envs:
+            raise ValueError(f"env snapshot has {len(state['envs'])} envs, this VecEnv {venv.num_envs}")
+        for env in venv.envs:  # type: ignore[attr-defined]
+            env.close()
+        for key, value in state.items():
+            setattr(venv, key, value)
+        return
+    raise ValueError(f"env snapshot of kind {snap['kind']!r} does not fit a {type(venv).__name__}")

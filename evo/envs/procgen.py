@@ -246,6 +246,28 @@ class ProcgenVecEnv(VecEnv):
         self._obs = obs
         return obs, rewards, dones, infos
 
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def get_snapshot(self) -> dict[str, Any]:
+        """The engine's full state (levels, RNGs, in-progress episodes) plus the adapter's own."""
+        return {
+            "engine": self._engine.get_state(), "obs": self._obs.copy(), "ep_returns": self._ep_returns.copy(),
+            "ep_lengths": self._ep_lengths.copy(), "rand_seed": self.rand_seed, "pending_seed": self._pending_seed,
+            "fresh": self._fresh, "seed_rng": self._seed_rng.bit_generator.state,
+        }
+
+    def set_snapshot(self, snap: dict[str, Any]) -> None:
+        """Restore :meth:`get_snapshot` into this adapter (same game, options and n_envs)."""
+        self._engine.set_state(list(snap["engine"]))
+        self._obs = np.array(snap["obs"], copy=True)
+        self._ep_returns[:] = snap["ep_returns"]
+        self._ep_lengths[:] = snap["ep_lengths"]
+        self.rand_seed = int(snap["rand_seed"])
+        self._pending_seed = snap["pending_seed"]
+        self._fresh = bool(snap["fresh"])
+        self._seed_rng.bit_generator.state = snap["seed_rng"]
+        self._actions = None
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
