@@ -1,8 +1,11 @@
 """Shared plumbing of the entry points: parse, run, and turn failures into clean exits.
 
-* A :class:`~evo.errors.EvoError` (bad input) is raised identically on every rank (validation
-  is deterministic, and root-only checks are broadcast), so rank 0 prints one line and every
-  rank exits with its code; no rank is left waiting.
+* A :class:`~evo.errors.EvoError` (bad input) known to be raised identically on every rank
+  (command-line validation, which depends on argv alone; checks made on rank 0 and broadcast;
+  ``on_every_rank``) prints one line from rank 0 and every rank exits with its code.
+* An :class:`~evo.errors.EvoError` raised on some ranks only (a file one rank cannot write, ...)
+  would leave the others waiting in their next collective: that rank prints its one line and
+  aborts the whole job, so it ends within seconds.
 * Any other exception is a bug or a crash on one rank: that rank prints one line and aborts the
   whole MPI job, so no other rank hangs in a collective.
 """
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from evo.errors import EvoError
@@ -35,8 +39,14 @@ def main_guard(body: Callable[[], int], prog: str) -> int:
     try:
         return body()
     except EvoError as exc:
-        if rank == 0:
-            print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        if comm.Get_size() == 1 or getattr(exc, "evo_everywhere", False):
+            if rank == 0:
+                print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        print(f"{prog}: error on rank {rank}: {exc}", file=sys.stderr, flush=True)
+        from evo.comm import abort
+
+        abort(comm, exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -57,6 +67,17 @@ def main_guard(body: Callable[[], int], prog: str) -> int:
         return 1
 
 
+@contextmanager
+def everywhere() -> Iterator[None]:
+    """Errors raised inside depend only on argv and data every rank holds: every rank raises them."""
+    from evo.comm import mark_everywhere
+
+    try:
+        yield
+    except EvoError as exc:
+        raise mark_everywhere(exc) from None
+
+
 def run_baseline(argv: Sequence[str] | None, description: str) -> int:
     """Entry point body of evo.baseline."""
     prog = "python -m evo.baseline"
@@ -67,13 +88,15 @@ def run_baseline(argv: Sequence[str] | None, description: str) -> int:
         from evo.config import BaselineConfig, explicit_flags, parse
         from evo.hparam_sets import read_sets_file
 
-        cfg = parse(BaselineConfig, argv, prog, description)
-        explicit = explicit_flags(BaselineConfig, argv)
+        with everywhere():
+            cfg = parse(BaselineConfig, argv, prog, description)
+            explicit = explicit_flags(BaselineConfig, argv)
         if "log_dir" not in explicit:
             cfg.log_dir = str(Path(cfg.log_dir) / cfg.env_id)
         sets_text = root_decides(world(), lambda: read_sets_file(cfg.param_file))
-        cfg.resolve(explicit, sets_text)
-        cfg.validate()
+        with everywhere():  # the set's text is the same on every rank now
+            cfg.resolve(explicit, sets_text)
+            cfg.validate()
         return pbt.run(cfg, world())
 
     return main_guard(body, prog)
@@ -88,8 +111,9 @@ def run_strategy(strategy: str, argv: Sequence[str] | None, description: str) ->
         from evo.comm import world
         from evo.config import PBTConfig, parse
 
-        cfg = parse(PBTConfig, argv, prog, description, strategy=strategy)
-        cfg.validate()
+        with everywhere():
+            cfg = parse(PBTConfig, argv, prog, description, strategy=strategy)
+            cfg.validate()
         return pbt.run(cfg, world())
 
     return main_guard(body, prog)

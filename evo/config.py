@@ -277,3 +277,45 @@ def save_config(cfg: CommonConfig, path: Path, extra: dict[str, Any] | None = No
 
     data = {"config": cfg.to_dict(), **(extra or {})}
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# -- resume: what may change ---------------------------------------------------------------------
+RESUME_MAY_CHANGE = frozenset({
+    "generations", "num_timesteps", "checkpoint_every", "save_every", "verbose", "threads", "tb_writer",
+    "resume", "overwrite", "log_dir", "exp_name",
+})
+"""Settings a ``--resume`` may change: they decide how long and how loudly a run goes, not what it
+computes. ``hyperparams`` and ``param_file`` are paths: their *contents* (``search_space``,
+``set_hparams``) are compared instead."""
+COMPARED_BY_CONTENT = frozenset({"hyperparams", "param_file"})
+
+
+def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compare a run's saved settings with a resume's: ``(refused, accepted)`` changes, each
+    ``{name: [old, new]}``. ``saved``/``new`` are flat dicts (the config plus ``search_space`` and
+    ``world_size``). A setting the saved run does not know (an older evo) is not compared."""
+    refused: dict[str, Any] = {}
+    accepted: dict[str, Any] = {}
+    for key, value in new.items():
+        if key in COMPARED_BY_CONTENT or key not in saved:
+            continue
+        old = saved[key]
+        if _canonical(old) == _canonical(value):
+            continue
+        (accepted if key in RESUME_MAY_CHANGE else refused)[key] = [old, value]
+    return refused, accepted
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def describe_changes(changes: dict[str, Any]) -> str:
+    """``seed 0 -> 7, quantile 0.25 -> 0.5`` (search spaces are summarised, not dumped)."""
+    parts = []
+    for key, (old, new) in changes.items():
+        if isinstance(old, dict) or isinstance(new, dict):
+            parts.append(f"{key} (contents differ)")
+        else:
+            parts.append(f"{key} {old!r} -> {new!r}")
+    return ", ".join(parts)

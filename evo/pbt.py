@@ -29,6 +29,7 @@ import numpy as np
 from evo import checkpoint as ckpt
 from evo import comm as comm_mod
 from evo import seeds
+from evo.cli import everywhere
 from evo.config import CommonConfig, PBTConfig
 from evo.errors import ConfigError
 from evo.member import Member
@@ -89,8 +90,16 @@ def exchange(transport: comm_mod.Transport, member: Member, decisions: Sequence[
 
 
 # -- run directory ----------------------------------------------------------------------------
-def _prepare_run_dir(cfg: CommonConfig, expected: Mapping[str, Any]) -> tuple[str | None, int]:
-    """(rank 0) Create, clear or check the run directory; on resume, find the checkpoint.
+def _space_dict(space: Space) -> dict[str, Any]:
+    return json.loads(json.dumps({"params": {k: asdict(v) for k, v in space.params.items()},
+                                  "constants": dict(space.constants),
+                                  "explore": asdict(space.explore_settings)}, default=str))
+
+
+def _prepare_run_dir(cfg: CommonConfig, expected: Mapping[str, Any],
+                     settings: Mapping[str, Any]) -> tuple[str | None, int]:
+    """(rank 0) Create, clear or check the run directory; on resume, find the checkpoint and
+    refuse any setting that would change the results (named, with old and new values).
 
     Returns ``(checkpoint dir or None, first generation to run)``.
     """
@@ -101,6 +110,7 @@ def _prepare_run_dir(cfg: CommonConfig, expected: Mapping[str, Any]) -> tuple[st
         directory = ckpt.find_latest(run_dir)
         manifest = ckpt.read_manifest(directory)
         ckpt.check_compatible(manifest, expected)
+        _check_resume_settings(run_dir / "config.json", settings, int(manifest["generation"]))
         return str(directory), int(manifest["generation"])
     try:
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -117,6 +127,45 @@ def _prepare_run_dir(cfg: CommonConfig, expected: Mapping[str, Any]) -> tuple[st
     except OSError as exc:
         raise ConfigError(f"cannot write log dir {run_dir}: {exc.strerror or exc}") from None
     return None, 0
+
+
+def _check_resume_settings(path: Path, settings: Mapping[str, Any], generation: int) -> None:
+    """Compare ``settings`` with the run's config.json; refuse changes that affect results, record
+    the accepted ones (config.json then describes the run as it goes on, with a list of resumes)."""
+    from evo.config import RESUME_MAY_CHANGE, describe_changes, resume_changes
+
+    try:
+        saved_file = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume: cannot read {path}: {type(exc).__name__}") from None
+    saved = {**saved_file.get("config", {}), "search_space": saved_file.get("search_space"),
+             "world_size": saved_file.get("world_size")}
+    refused, accepted = resume_changes(saved, dict(settings))
+    if refused:
+        raise ConfigError(f"--resume would change settings that affect the results: {describe_changes(refused)} "
+                          f"(only {', '.join(sorted(RESUME_MAY_CHANGE - {'resume', 'overwrite'}))} may change; "
+                          f"start a new run with another --exp-name instead)")
+    for key, (_old, new) in accepted.items():
+        saved_file["config"][key] = new
+    saved_file.setdefault("resumes", []).append({
+        "at_generation": generation, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": accepted})
+    write_json(path, saved_file)
+
+
+def _note_resume(cfg: CommonConfig, generation: int, fresh_envs: Sequence[bool], notes: Sequence[str]) -> None:
+    """(rank 0, after every member loaded) Say in one line each what a resume could not keep."""
+    for note in notes:
+        print(f"evo: note: {note}", file=sys.stderr, flush=True)
+    reset = [i for i, fresh in enumerate(fresh_envs) if fresh]
+    if not reset:
+        return
+    print(f"evo: note: the training envs of member(s) {reset} could not be checkpointed; they start fresh "
+          f"episodes at generation {generation}", file=sys.stderr, flush=True)
+    path = cfg.run_dir / "config.json"
+    data = json.loads(path.read_text())
+    if data.get("resumes"):
+        data["resumes"][-1]["envs_reset"] = reset
+    write_json(path, data)
 
 
 def _versions() -> dict[str, str]:
@@ -137,7 +186,8 @@ MEMBER_COLUMNS_HEAD = ["generation", "member", "score", "test_score", "failed", 
 MEMBER_COLUMNS_TAIL = ["time_train_s", "time_rollout_s", "time_learn_s", "time_eval_s", "time_select_s",
                        "time_exchange_s", "time_generation_s", "env_steps_per_s"]
 GENERATION_COLUMNS = ["generation", "env_steps", "total_env_steps", "best_score", "mean_score", "worst_score",
-                      "best_member", "best_test_score", "mean_test_score", "worst_test_score", "n_exploits",
+                      "best_member", "best_member_score", "best_member_test_score", "best_test_score",
+                      "mean_test_score", "worst_test_score", "n_exploits",
                       "n_failed", "wall_s", "exchange_ms_max", "generation_s_max"]
 
 
@@ -156,38 +206,41 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     """
     rank, world = comm.Get_rank(), comm.Get_size()
     baseline = cfg.strategy == "baseline"
-    if cfg.num_agents is None:
-        cfg.num_agents = world
-    elif cfg.num_agents != world:
-        raise ConfigError(
-            f"--num-agents {cfg.num_agents} does not match the MPI world size {world} "
-            f"(launch with mpiexec -n {cfg.num_agents}, or drop --num-agents)"
-        )
-    if cfg.exp_name is None:
-        cfg.exp_name = cfg.default_exp_name()
-    space = _space_for(cfg, comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams)))
+    space_text = comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams))
+    with everywhere():  # argv, the world size and broadcast file contents: the same on every rank
+        if cfg.num_agents is None:
+            cfg.num_agents = world
+        elif cfg.num_agents != world:
+            raise ConfigError(
+                f"--num-agents {cfg.num_agents} does not match the MPI world size {world} "
+                f"(launch with mpiexec -n {cfg.num_agents}, or drop --num-agents)"
+            )
+        if cfg.exp_name is None:
+            cfg.exp_name = cfg.default_exp_name()
+        space = _space_for(cfg, space_text)
     threads = comm_mod.set_threads(comm, cfg.threads)
     expected = {"world_size": world, "env_id": cfg.env_id, "strategy": cfg.strategy, "n_envs": cfg.n_envs,
                 "n_steps": cfg.n_steps, "policy": cfg.policy, "steps_per_generation": cfg.steps_per_generation}
-    resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected))
+    settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
+    resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected, settings))
     run_dir = cfg.run_dir
 
     init_hp = space.sample(seeds.init_rng(cfg.seed, rank))
     member = comm_mod.on_every_rank(comm, lambda: Member(cfg, init_hp, index=rank))
     if resume_dir is not None:
-        comm_mod.on_every_rank(comm, lambda: ckpt.load_member(Path(resume_dir), member))
+        loaded = comm_mod.on_every_rank(comm, lambda: ckpt.load_member(Path(resume_dir), member))
+        fresh_envs = comm.gather(not loaded["env_restored"], root=0)
         if rank == 0:  # only now that every member loaded: drop records of generations to be redone
-            truncate_records(run_dir, start_gen)
+            assert fresh_envs is not None
+            _note_resume(cfg, start_gen, fresh_envs, truncate_records(run_dir, start_gen))
     elif rank == 0:
         from evo.config import save_config
 
         save_config(cfg, run_dir / "config.json", {
             "world_size": world, "threads_per_rank": threads, "versions": _versions(),
             "deterministic_eval": cfg.deterministic_eval, "rollout_size": cfg.rollout_size,
-            "search_space": {"params": {k: asdict(v) for k, v in space.params.items()},
-                             "constants": dict(space.constants),
-                             "explore": asdict(space.explore_settings)},
-            "initial_hparams_rank0": init_hp,
+            "search_space": settings["search_space"], "initial_hparams_rank0": init_hp,
+            "env_state_checkpointed": member.env_state() is not None, "resumes": [],
         })
     comm.Barrier()
 
@@ -220,6 +273,7 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     last_test: list[float | None] = []
     last_sel: list[float] = []
     last_hp: HParams | None = None
+    last_checkpoint = start_gen if resume_dir is not None else None
     gen = start_gen
     try:
         for gen in range(start_gen, cfg.generations):
@@ -287,10 +341,12 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
                 members_csv.write(rows)
                 best, mean, worst = _stats(scores)
                 tbest, tmean, tworst = _stats([t for t in tests if t is not None])
+                chosen = best_member(sel) if not all(math.isnan(s) for s in sel) else -1
                 gen_row = {
                     "generation": gen, "env_steps": member.num_timesteps, "total_env_steps": total,
-                    "best_score": best, "mean_score": mean, "worst_score": worst,
-                    "best_member": best_member(sel) if not all(math.isnan(s) for s in sel) else -1,
+                    "best_score": best, "mean_score": mean, "worst_score": worst, "best_member": chosen,
+                    "best_member_score": scores[chosen] if chosen >= 0 else None,
+                    "best_member_test_score": tests[chosen] if chosen >= 0 else None,
                     "best_test_score": tbest, "mean_test_score": tmean, "worst_test_score": tworst,
                     "n_exploits": len(decisions), "n_failed": sum(1 for s in scores if not math.isfinite(s)),
                     "wall_s": time.perf_counter() - t_run0,
@@ -314,6 +370,7 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
                 ckpt_s = _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, sel,
                                      time.perf_counter() - t_run0, ckpt_log)
+                last_checkpoint = gen + 1
                 tb.scalars({"time/checkpoint_s": ckpt_s}, step=member.num_timesteps)
         else:
             gen = cfg.generations
@@ -330,9 +387,11 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     if exit_code == 0:
         _finish(cfg, comm, member, tb, last_scores, last_test, last_sel, last_hp, time.perf_counter() - t_run0)
     if exit_code == EXIT_PREEMPTED and rank == 0:
-        print(f"evo: stop signal received; stopped during generation {gen + 1} of {cfg.generations} "
-              f"(the checkpoint after generation {gen} stands); "
-              f"resume with --resume. Exit code {EXIT_PREEMPTED}.", file=sys.stderr, flush=True)
+        stands = (f"the checkpoint after generation {last_checkpoint} stands; resume with --resume"
+                  if last_checkpoint else "no checkpoint was written yet; a rerun starts over")
+        print(f"evo: stop signal received; stopped within one env step, in generation {gen + 1} of "
+              f"{cfg.generations}, which is dropped ({stands}). Exit code {EXIT_PREEMPTED}.",
+              file=sys.stderr, flush=True)
     for w in (members_csv, generations_csv, lineage, ckpt_log):
         if w is not None:
             w.close()
@@ -412,6 +471,8 @@ def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, m
     comm.Barrier()  # phase 1 done on every rank
     if comm.Get_rank() == 0:
         assert sizes is not None
+        if os.environ.get("EVO_FAULT") == f"manifest:0:{generation - 1}":  # test hook: rank 0 alone fails
+            raise ckpt.CheckpointError(f"injected fault: cannot write the manifest of {directory}")
         ckpt.write_manifest(directory, generation, comm.Get_size(), meta,
                             {"generation": generation, "scores": [_nan_none(v) for v in scores],
                              "test_scores": [_nan_none(v) for v in tests],
@@ -446,12 +507,22 @@ def _finish(cfg: PBTConfig, comm: Any, member: Member, tb: TensorBoard, scores: 
     if tests and tests[rank] is not None:
         metrics["hparams/final_test_score"] = float(tests[rank])
     tb.hparams(hparams if hparams is not None else member.hparams, metrics, run_name=".")
-    comm.Barrier()
+    # Scores on fresh episodes that no selection ever saw: the selected member's last score is
+    # biased upwards (it won on those very episodes); this one is not.
+    final_seed = seeds.final_eval_seed(cfg.seed)
+    final = comm.gather(member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, final_seed), root=0)
     if rank == 0:
+        assert final is not None
         write_json(cfg.run_dir / "summary.json", {
             "generations": cfg.generations, "world_size": comm.Get_size(), "best_member": best,
-            "best_score": scores[best] if best >= 0 else None, "final_scores": [_nan_none(s) for s in scores],
+            "select_on": getattr(cfg, "select_on", "train"),
+            "best_score": scores[best] if best >= 0 else None,
+            "best_test_score": _nan_none(tests[best]) if best >= 0 and tests and tests[best] is not None else None,
+            "final_scores": [_nan_none(s) for s in scores],
             "final_test_scores": [_nan_none(t) for t in tests], "env_steps_per_member": member.num_timesteps,
+            "final_eval": {"scores": [_nan_none(v) for v in final], "episodes": cfg.eval_episodes,
+                           "seed": final_seed, "paired": True,
+                           "note": "fresh episodes never used for selection (same episodes for every member)"},
             "wall_s": wall, "strategy": cfg.strategy,
         })
         if cfg.verbose and best >= 0:

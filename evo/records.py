@@ -149,27 +149,64 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def truncate_records(run_dir: Path, keep_below: int) -> None:
-    """Drop record lines of generations >= ``keep_below`` (after a resume), atomically."""
+def _complete_lines(path: Path) -> tuple[list[str], bool]:
+    """The file's lines; drops a last line that has no newline (torn by a kill mid-append)."""
+    text = path.read_text()
+    lines = text.split("\n")
+    torn = lines[-1] != ""
+    return lines[:-1], torn
+
+
+def truncate_records(run_dir: Path, keep_below: int) -> list[str]:
+    """Drop record lines of generations >= ``keep_below`` (after a resume), atomically.
+
+    A record that a kill cut short (a last line without its newline, or a line that does not
+    parse) is dropped too, never an error. Returns one message per file where that happened.
+    """
+    notes: list[str] = []
     for name in ("members.csv", "generations.csv"):
         path = run_dir / name
         if not path.exists():
             continue
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            rows = [r for r in reader if int(r["generation"]) < keep_below]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(path, buf.getvalue())
+        lines, torn = _complete_lines(path)
+        reader = csv.reader(lines)
+        fields = next(reader, None) or []
+        rows, bad = [], int(torn)
+        for values in reader:
+            try:
+                if len(values) != len(fields):
+                    raise ValueError
+                row = dict(zip(fields, values, strict=True))
+                if int(row["generation"]) < keep_below:
+                    rows.append(row)
+            except (ValueError, KeyError):
+                bad += 1
+        if fields:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(path, buf.getvalue())
+        if bad:
+            notes.append(f"dropped {bad} incomplete line(s) of {name} (a kill mid-write)")
     for name in ("lineage.jsonl", "checkpoints.jsonl"):
         path = run_dir / name
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["generation"] < keep_below]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        if not path.exists():
+            continue
+        lines, torn = _complete_lines(path)
+        kept, bad = [], int(torn)
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                if json.loads(line)["generation"] < keep_below:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        if bad:
+            notes.append(f"dropped {bad} incomplete line(s) of {name} (a kill mid-write)")
+    return notes
 
 
 # -- TensorBoard ------------------------------------------------------------------------------

@@ -109,8 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         comm = world()
         plan = root_decides(comm, lambda: plan_replay(args.run_dir))
-        cfg = make_config(plan, args)
-        cfg.validate()
+        from evo.cli import everywhere
+
+        with everywhere():  # the plan was broadcast: every rank raises the same error
+            cfg = make_config(plan, args)
+            cfg.validate()
         if comm.Get_rank() == 0 and plan["generations_recorded"] < plan["generations_planned"]:
             print(f"{PROG}: note: the PBT run recorded {plan['generations_recorded']} of its "
                   f"{plan['generations_planned']} generations; replaying those", file=sys.stderr, flush=True)

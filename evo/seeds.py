@@ -15,6 +15,7 @@ purpose            key                                     used for
 ``EVAL_TEST``      ``(seed, EVAL_TEST, generation[, m])``  held-out-level evaluation episodes
 ``ENV``            ``(seed, ENV, member, which)``          building a member's envs
 ``REFERENCE``      ``(seed, REFERENCE)``                   the random-policy reference's actions
+``FINAL``          ``(seed, FINAL)``                       the final evaluation on unseen episodes
 =================  ======================================  =============================================
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-INIT, SELECT, EXPLORE, TRAIN, EVAL, EVAL_TEST, ENV, REFERENCE = 101, 102, 103, 104, 105, 106, 107, 108
+INIT, SELECT, EXPLORE, TRAIN, EVAL, EVAL_TEST, ENV, REFERENCE, FINAL = 101, 102, 103, 104, 105, 106, 107, 108, 109
 
 
 def derive_seed(*parts: int) -> int:
@@ -61,3 +62,8 @@ def eval_seed(seed: int, generation: int, member: int, *, paired: bool = True, t
 def env_seed(seed: int, member: int, which: int = 0) -> int:
     """Seed a member's env ``which`` (0 training, 1 evaluation, 2 held-out levels) is built with."""
     return derive_seed(seed, ENV, member, which)
+
+
+def final_eval_seed(seed: int) -> int:
+    """Episodes of the final evaluation: the same for every member, used by no selection."""
+    return derive_seed(seed, FINAL)

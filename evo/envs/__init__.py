@@ -140,7 +140,7 @@ def restore_env_snapshot(venv: VecEnv, blob: bytes) -> None:
         state = snap["state"]
         if len(state["envs"]) != venv.num_envs:
             raise ValueError(f"env snapshot has {len(state['envs'])} envs, this VecEnv {venv.num_envs}")
-        for env in venv.envs:  # type: ignore[attr-defined]
+        for env in venv.envs:
             env.close()
         for key, value in state.items():
             setattr(venv, key, value)
