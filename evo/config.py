@@ -52,6 +52,15 @@ class CommonConfig:
     resume: bool = arg(False, "continue <log-dir>/<exp-name> from its newest complete checkpoint")
     overwrite: bool = arg(False, "delete an existing <log-dir>/<exp-name> and start again")
     verbose: int = arg(1, "0 = quiet, 1 = one line per generation on rank 0")
+    # -- learner: algorithm, normalisation, device (validated in _validate_learner) --------------
+    algo: str = arg("ppo", "stable-baselines3 algorithm of every member: ppo, a2c (on-policy), sac, td3 "
+                           "(continuous actions), dqn (discrete actions)")
+    normalize_obs: bool = arg(False, "normalise observations with running statistics (VecNormalize); the "
+                                     "statistics move with the weights and are checkpointed")
+    normalize_reward: bool = arg(False, "scale rewards by a running estimate of the return's std (VecNormalize); "
+                                        "scores stay raw returns")
+    device: str = arg("cpu", "torch device: cpu, cuda, cuda:N, or auto (the node's GPUs round-robin by local "
+                             "rank if it has any, else cpu)")
 
     def validate(self) -> None:
         positive = ("n_envs", "n_steps", "eval_episodes")
@@ -73,6 +82,17 @@ class CommonConfig:
             raise ConfigError("--eval-test-levels needs a ProcGen game as --env-id")
         if self.eval_test_levels and self.num_levels == 0:
             raise ConfigError("--eval-test-levels needs --num-levels > 0 (held-out levels are those outside it)")
+        self._validate_learner()
+
+    def _validate_learner(self) -> None:
+        """--algo against the env's action space, --normalize-obs against image observations, --device."""
+        from evo.learners.compat import check_algo_env
+        from evo.learners.device import check_device_spec
+
+        check_algo_env(self.algo, self.env_spec())
+        if self.normalize_obs and self.env_spec().is_procgen:
+            raise ConfigError("--normalize-obs is for vector observations; ProcGen images are only scaled to [0, 1]")
+        check_device_spec(self.device)
 
     def env_spec(self) -> Any:
         from evo.envs import EnvSpec
@@ -288,6 +308,8 @@ RESUME_MAY_CHANGE = frozenset({
 computes. ``hyperparams`` and ``param_file`` are paths: their *contents* (``search_space``,
 ``set_hparams``) are compared instead."""
 COMPARED_BY_CONTENT = frozenset({"hyperparams", "param_file"})
+NOT_COMPARED = frozenset({"resume", "overwrite", "log_dir", "exp_name"})
+"""Where and how the run was started, not what it computes (a moved run dir still resumes)."""
 
 
 def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -297,7 +319,7 @@ def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str
     refused: dict[str, Any] = {}
     accepted: dict[str, Any] = {}
     for key, value in new.items():
-        if key in COMPARED_BY_CONTENT or key not in saved:
+        if key in COMPARED_BY_CONTENT or key in NOT_COMPARED or key not in saved:
             continue
         old = saved[key]
         if _canonical(old) == _canonical(value):

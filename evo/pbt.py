@@ -132,7 +132,7 @@ def _prepare_run_dir(cfg: CommonConfig, expected: Mapping[str, Any],
 def _check_resume_settings(path: Path, settings: Mapping[str, Any], generation: int) -> None:
     """Compare ``settings`` with the run's config.json; refuse changes that affect results, record
     the accepted ones (config.json then describes the run as it goes on, with a list of resumes)."""
-    from evo.config import RESUME_MAY_CHANGE, describe_changes, resume_changes
+    from evo.config import NOT_COMPARED, RESUME_MAY_CHANGE, describe_changes, resume_changes
 
     try:
         saved_file = json.loads(path.read_text())
@@ -143,7 +143,7 @@ def _check_resume_settings(path: Path, settings: Mapping[str, Any], generation: 
     refused, accepted = resume_changes(saved, dict(settings))
     if refused:
         raise ConfigError(f"--resume would change settings that affect the results: {describe_changes(refused)} "
-                          f"(only {', '.join(sorted(RESUME_MAY_CHANGE - {'resume', 'overwrite'}))} may change; "
+                          f"(only {', '.join(sorted(RESUME_MAY_CHANGE - NOT_COMPARED))} may change; "
                           f"start a new run with another --exp-name instead)")
     for key, (_old, new) in accepted.items():
         saved_file["config"][key] = new

@@ -33,6 +33,16 @@ def test_pbt_on_bigfish_with_held_out_levels(tmp_path: Path) -> None:
     assert saved["config"]["eval_deterministic"] is None and saved["deterministic_eval"] is False  # as the paper
     gens = rows(run / "generations.csv")
     assert gens[0]["best_test_score"] != ""
+    # --select-on test: the reported best member is the one with the best *test* score, and its
+    # own train and test scores are reported next to it
+    for g in gens:
+        chosen = next(x for x in r if x["generation"] == g["generation"] and x["member"] == g["best_member"])
+        same_gen = [float(x["test_score"]) for x in r if x["generation"] == g["generation"]]
+        assert float(chosen["test_score"]) == max(same_gen)
+        assert float(g["best_member_test_score"]) == float(chosen["test_score"])
+        assert float(g["best_member_score"]) == float(chosen["score"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["select_on"] == "test" and summary["best_test_score"] == float(gens[-1]["best_member_test_score"])
     lineage = [json.loads(ln) for ln in (run / "lineage.jsonl").read_text().splitlines()]
     assert len(lineage) == 2  # one exploit per generation with 2 members
     assert (run / "best_model.zip").exists()
