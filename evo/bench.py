@@ -9,6 +9,9 @@
 * ``micro``     size, pack/unpack and MPI move time (Bcast, Sendrecv under ``mpiexec -n 2``) of
   the flat state of the CartPole MLP, NatureCNN and IMPALA CNN, against a local ``np.copyto``.
 * ``member-vs-baseline``  env-steps/s of a 1-rank PBT member vs ``evo.baseline`` doing the same work.
+* ``transport`` the sync exchange (allgather, plan, scatter, move) against the async hub
+  (:class:`evo.comm.AsyncHub`) on synthetic numpy members, per state size, strategy and world size:
+  exchange ms, idle share, bytes per rank, plus a plot.
 
 Every run is a subprocess with a timeout. Generation 0 includes warm-up (first ``learn()``,
 lazy MPI connection set-up), so statistics skip it whenever there is more than one generation.
@@ -427,6 +430,301 @@ def cmd_member_vs_baseline(ns: argparse.Namespace) -> None:
                    "n_steps": ns.n_steps, "generations": ns.generations, "ppo": hp})
 
 
+# -- transport: sync exchange vs async hub on synthetic members -------------------------------
+TRANSPORT_COLUMNS = ["mb", "mode", "strategy", "ranks", "exchange_ms_median", "exchange_ms_max", "idle_pct",
+                     "drain_pct", "makespan_s", "intervals_per_s", "ctrl_bytes_in_median", "ctrl_bytes_in_max",
+                     "weights_bytes_in_mean",
+                     "bytes_in_max", "msgs_in_mean", "copies_per_gen", "service_cpu_pct", "seconds"]
+TRANSPORT_NOTES = (
+    "synthetic members: a float32 state of MB megabytes, 'training' = a sleep of interval_s x a per-member "
+    "slowness (lognormal, sigma=spread) x a per-interval jitter (lognormal, sigma=jitter), seeded; the same "
+    "durations in both modes. sync: allgather scores, rank 0 plans with evo.selection.plan, scatter_decisions "
+    "sends each rank only its transfers, weights move with make_transport(strategy). async: AsyncHub; each "
+    "member publishes, reports to rank 0 (truncation / wta against the latest reported scores) and fetches "
+    "its donor; truncation_collective has no async form. exchange_ms: per generation (async: per interval "
+    "index) the max over ranks of the time from 'scores known' (sync: after the allgather; async: after "
+    "training) to 'state replaced', median / max over generations after the first (warm-up). idle_pct: "
+    "time not training / wall time up to each rank's last interval, all ranks (sync: waiting for the slowest "
+    "in the allgather + exchange; async: publish + report + fetch). drain_pct: async ranks waiting in "
+    "finish() for the slowest member to end its last interval (an artefact of a fixed interval count). "
+    "intervals_per_s: sum over ranks of generations / that rank's wall time (each rank at its own pace; the "
+    "same as ranks x generations / makespan in sync). makespan_s: the slowest rank's wall time. bytes "
+    "and msgs: received per rank per generation; ctrl = scores, plans, reports, metas; weights = snapshots "
+    "(Bcast relaying inside MPI is not counted); the async ctrl max is rank 0, the coordinator, which receives "
+    "every report. service_cpu_pct: CPU of each rank's service thread / its "
+    "wall time, mean over ranks.")
+
+
+def _durations(n: int, generations: int, cfg: dict[str, Any]) -> Any:
+    """Fake training seconds per (member, generation): interval x slowness x jitter, seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng([cfg["seed"], 11])
+    slowness = np.exp(cfg["spread"] * rng.standard_normal(n))
+    jitter = np.exp(cfg["jitter"] * rng.standard_normal((n, generations)))
+    return cfg["interval_s"] * slowness[:, None] * jitter
+
+
+class AsyncRule:
+    """Rank 0's decide() of the async benchmark: truncation or winner-takes-all against the latest
+    reported score of every member that has reported (those have published a snapshot)."""
+
+    def __init__(self, strategy: str, quantile: float, seed: int) -> None:
+        import numpy as np
+
+        self.strategy, self.quantile = strategy, quantile
+        self.latest: dict[int, float] = {}
+        self.rng = np.random.default_rng([seed, 12])
+
+    def __call__(self, report: dict[str, Any]) -> dict[str, Any]:
+        from evo.selection import rank_members, truncation_size
+
+        member = int(report["member"])
+        self.latest[member] = float(report["score"])
+        members = sorted(self.latest)
+        if len(members) < 2:
+            return {"donor": None}
+        order = [members[i] for i in rank_members([self.latest[m] for m in members])]
+        if self.strategy == "wta":
+            best = order[0]
+            return {"donor": best if best != member and math.isfinite(self.latest[best]) else None}
+        k = truncation_size(len(order), self.quantile)
+        top = [m for m in order[:k] if math.isfinite(self.latest[m])]
+        if k == 0 or member not in order[len(order) - k:] or not top or member in top:
+            return {"donor": None}
+        return {"donor": int(top[int(self.rng.integers(len(top)))])}
+
+
+def _sync_run(comm: Any, strategy: str, size: int, durations: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    import pickle
+
+    import numpy as np
+
+    from evo.comm import make_transport, scatter_decisions
+    from evo.selection import plan, selection_rng
+
+    rank, n = comm.Get_rank(), comm.Get_size()
+    state = np.zeros(size, dtype=np.float32)
+    gain = 1.0 + 0.5 * np.random.default_rng([cfg["seed"], 13, rank]).standard_normal()
+    transport = make_transport(strategy, comm, size)
+    rec: dict[str, Any] = {"train_s": 0.0, "exchange": [], "ctrl_in": [], "weights_in": [], "msgs_in": [],
+                           "copies": 0, "bad": 0}
+    comm.Barrier()
+    t_start = time.perf_counter()
+    for g in range(durations.shape[1]):
+        t0 = time.perf_counter()
+        time.sleep(durations[rank, g])
+        rec["train_s"] += time.perf_counter() - t0
+        state[0] += gain
+        state[-1] = state[0]
+        score = float(state[0])
+        scores = comm.allgather(score)
+        t1 = time.perf_counter()
+        per_rank = None
+        if rank == 0:
+            transfers = plan(strategy, scores, cfg["quantile"], selection_rng(cfg["seed"], g))
+            per_rank = [[t for t in transfers if rank_ in (t.donor, t.receiver)] for rank_ in range(n)]
+        mine = scatter_decisions(comm, per_rank)
+        received = transport.move(mine, lambda buf: np.copyto(buf, state))
+        if received is not None:
+            np.copyto(state, received)
+            rec["copies"] += 1
+            rec["bad"] += int(state[0] != state[-1])
+        rec["exchange"].append(time.perf_counter() - t1)
+        ctrl = sum(len(pickle.dumps(s, pickle.HIGHEST_PROTOCOL)) for i, s in enumerate(scores) if i != rank)
+        ctrl += len(pickle.dumps(mine, pickle.HIGHEST_PROTOCOL))
+        rec["ctrl_in"].append(ctrl)
+        rec["weights_in"].append(size * 4 if received is not None else 0)
+        rec["msgs_in"].append(n - 1 + 1 + (received is not None))
+    rec["wall_s"] = time.perf_counter() - t_start
+    rec["drain_s"] = 0.0
+    del transport
+    return rec
+
+
+def _async_run(comm: Any, strategy: str, size: int, durations: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from evo.comm import AsyncHub
+
+    rank = comm.Get_rank()
+    state = np.zeros(size, dtype=np.float32)
+    fetched = np.empty(size, dtype=np.float32)
+    gain = 1.0 + 0.5 * np.random.default_rng([cfg["seed"], 13, rank]).standard_normal()
+    rule = AsyncRule(strategy, cfg["quantile"], cfg["seed"]) if rank == 0 else None
+    hub = AsyncHub(comm, size, [rank], decide=rule)
+    rec: dict[str, Any] = {"train_s": 0.0, "exchange": [], "copies": 0, "bad": 0}
+    comm.Barrier()
+    t_start = time.perf_counter()
+    try:
+        for g in range(durations.shape[1]):
+            t0 = time.perf_counter()
+            time.sleep(durations[rank, g])
+            rec["train_s"] += time.perf_counter() - t0
+            state[0] += gain
+            state[-1] = state[0]
+            t1 = time.perf_counter()
+            meta = {"member": rank, "interval": g, "score": float(state[0])}
+            hub.publish(rank, meta, lambda buf: np.copyto(buf, state))
+            reply = hub.report(meta)
+            if reply["donor"] is not None:
+                got, _ = hub.fetch(reply["donor"], out=fetched)
+                np.copyto(state, fetched)
+                rec["copies"] += 1
+                rec["bad"] += int(state[0] != state[-1] or state[0] != np.float32(got["score"]))
+            rec["exchange"].append(time.perf_counter() - t1)
+        rec["wall_s"] = time.perf_counter() - t_start
+    finally:
+        hub.finish()
+    st = hub.stats()
+    weights_in = (st["fetches"] - st["local_fetches"]) * size * 4
+    gens = durations.shape[1]
+    rec["ctrl_in"] = [(st["bytes_recv"] - weights_in) / gens] * gens
+    rec["weights_in"] = [weights_in / gens] * gens
+    rec["msgs_in"] = [st["msgs_recv"] / gens] * gens
+    rec["drain_s"] = st["finish_wait_s"]
+    rec["service_cpu"] = st["service_cpu_s"] / st["service_wall_s"] if st["service_wall_s"] > 0 else math.nan
+    return rec
+
+
+def _transport_row(recs: list[dict[str, Any]], n: int, generations: int) -> dict[str, Any]:
+    skip = 1 if generations > 1 else 0
+    per_gen = [max(r["exchange"][g] for r in recs) * 1000 for g in range(skip, generations)]
+    wall = sum(r["wall_s"] for r in recs)
+    train = sum(r["train_s"] for r in recs)
+    makespan = max(r["wall_s"] for r in recs)
+    ctrl = [statistics.fmean(r["ctrl_in"][skip:]) for r in recs]
+    weights = [statistics.fmean(r["weights_in"][skip:]) for r in recs]
+    total = [c + w for c, w in zip(ctrl, weights, strict=True)]
+    cpu = [r["service_cpu"] for r in recs if "service_cpu" in r]
+    return {
+        "exchange_ms_median": statistics.median(per_gen), "exchange_ms_max": max(per_gen),
+        "idle_pct": 100 * (wall - train) / wall if wall > 0 else math.nan,
+        "drain_pct": 100 * sum(r["drain_s"] for r in recs) / (wall + sum(r["drain_s"] for r in recs)),
+        "makespan_s": makespan,
+        "intervals_per_s": sum(generations / r["wall_s"] for r in recs if r["wall_s"] > 0),
+        "ctrl_bytes_in_median": statistics.median(ctrl), "ctrl_bytes_in_max": max(ctrl),
+        "weights_bytes_in_mean": statistics.fmean(weights), "bytes_in_max": max(total),
+        "msgs_in_mean": statistics.fmean(statistics.fmean(r["msgs_in"][skip:]) for r in recs),
+        "copies_per_gen": sum(r["copies"] for r in recs) / generations,
+        "service_cpu_pct": 100 * statistics.fmean(cpu) if cpu else math.nan,
+        "bad_copies": sum(r["bad"] for r in recs),
+    }
+
+
+def transport_worker(ns: argparse.Namespace) -> int:
+    """(under ``mpiexec -n N``) Every (size, mode, strategy) of the config on this world size."""
+    import gc
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, n = comm.Get_rank(), comm.Get_size()
+    cfg = json.loads(ns.config)
+    durations = _durations(n, cfg["generations"], cfg)
+    rows = []
+    for mb in cfg["mb"]:
+        size = max(2, int(round(mb * 1e6 / 4)))
+        for mode in cfg["modes"]:
+            for strategy in cfg["strategies"]:
+                if mode == "async" and strategy == "truncation_collective":
+                    continue
+                t0 = time.perf_counter()
+                run = _sync_run if mode == "sync" else _async_run
+                rec = run(comm, strategy, size, durations, cfg)
+                recs = comm.gather(rec, root=0)
+                gc.collect()
+                if rank == 0:
+                    assert recs is not None
+                    row = {"mb": mb, "mode": mode, "strategy": strategy, "ranks": n,
+                           **_transport_row(recs, n, cfg["generations"]), "seconds": time.perf_counter() - t0}
+                    rows.append(row)
+                    print(f"  {n} ranks {mb} MB {mode} {strategy}: exchange {row['exchange_ms_median']:.1f} ms, "
+                          f"idle {row['idle_pct']:.1f}%", file=sys.stderr, flush=True)
+    if rank == 0:
+        Path(ns.result).write_text(json.dumps(rows))
+    return 0
+
+
+def _transport_plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("evo.bench: matplotlib not installed, no PNG", file=sys.stderr)
+        return
+    sizes = sorted({r["mb"] for r in rows})
+    metrics = [("exchange_ms_median", "exchange ms / generation (median)"), ("idle_pct", "idle % of wall time"),
+               ("bytes_in_max", "bytes in / rank / generation (max)"),
+               ("ctrl_bytes_in_median", "control bytes in / rank / generation (median)")]
+    ranks = sorted({r["ranks"] for r in rows})
+    fig, axes = plt.subplots(len(sizes), len(metrics), figsize=(5 * len(metrics), 3.6 * len(sizes)), squeeze=False)
+    for i, mb in enumerate(sizes):
+        for j, (key, label) in enumerate(metrics):
+            ax = axes[i][j]
+            for mode, strategy in sorted({(r["mode"], r["strategy"]) for r in rows}):
+                rs = sorted((r for r in rows if r["mb"] == mb and r["mode"] == mode and r["strategy"] == strategy),
+                            key=lambda r: r["ranks"])
+                if rs:
+                    ax.plot([r["ranks"] for r in rs], [r.get(key, math.nan) for r in rs],
+                            "o-" if mode == "async" else "x--", label=f"{mode} {strategy}")
+            ax.set(xlabel="ranks", ylabel=label, title=f"{mb} MB state")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ranks, [str(r) for r in ranks])
+            ax.minorticks_off()
+            if "bytes_in" in key:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
+
+
+def cmd_transport(ns: argparse.Namespace) -> None:
+    if ns.smoke:
+        ns.ranks = ns.ranks or [2]
+        ns.mb = ns.mb or [0.01, 0.05]
+        ns.generations = ns.generations or 3
+        ns.interval_s = ns.interval_s or 0.02
+    ranks = ns.ranks or [8, 16, 32, 64, 128]
+    cfg = {"mb": ns.mb or [0.1, 7.5], "modes": ns.modes, "strategies": ns.strategies or list(STRATEGIES),
+           "generations": ns.generations or 4, "interval_s": ns.interval_s or 0.5, "spread": ns.spread,
+           "jitter": ns.jitter, "quantile": ns.quantile, "seed": ns.seed}
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="evo-bench-") as tmpdir:
+        for n in ranks:
+            print(f"  transport on {n} rank(s) ...", file=sys.stderr, flush=True)
+            result = Path(tmpdir) / f"transport-{n}.json"
+            rc, _out, err, secs = mpi_module(n, "evo.bench", ["_transport_worker", "--config", json.dumps(cfg),
+                                                              "--result", str(result)], ns.timeout)
+            if rc != 0 or not result.exists():
+                what = "timed out (deadlock?)" if rc == -9 else f"failed (exit {rc})"
+                print(f"evo.bench transport: {n} ranks {what} after {secs:.0f}s:\n{err[-2000:]}", file=sys.stderr,
+                      flush=True)
+                failed.append(f"{n} ranks: {what}")
+                continue
+            rows += json.loads(result.read_text())
+    rows.sort(key=lambda r: (r["mb"], r["mode"] != "sync", STRATEGIES.index(r["strategy"]), r["ranks"]))
+    print(f"\ntransport: synthetic members, {cfg['generations']} generations of {cfg['interval_s']} s "
+          f"(spread {cfg['spread']}, jitter {cfg['jitter']}), quantile {cfg['quantile']}, on {os.cpu_count()} cores")
+    print(table(rows, TRANSPORT_COLUMNS))
+    print(f"note: {TRANSPORT_NOTES}")
+    bad = sum(int(r.get("bad_copies", 0)) for r in rows)
+    if bad:
+        print(f"WARNING: {bad} copies did not bring the donor's state", file=sys.stderr)
+    out = Path(ns.out)
+    write_outputs(out, "transport", rows, TRANSPORT_COLUMNS, {**cfg, "ranks": ranks, "failed": failed,
+                                                               "cores": os.cpu_count(), "notes": TRANSPORT_NOTES})
+    if rows:
+        _transport_plot(rows, out / "transport.png")
+    if failed or bad:
+        raise SystemExit(f"evo.bench transport: {'; '.join(failed) or f'{bad} bad copies'}")
+
+
 # -- command line ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evo.bench", description=__doc__.split("\n\n")[0],
@@ -476,6 +774,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--generations", type=int, default=3, help="rollouts per run (one per generation)")
     sp.add_argument("--eval-episodes", type=int, default=2)
     sp.add_argument("--threads", type=int, default=0, help="torch threads (0 = evo's default)")
+
+    sp = sub.add_parser("transport", help="sync exchange vs the async hub on synthetic members, against world size")
+    sp.add_argument("--out", default="bench_out", help="output folder (CSV, JSON, PNG); default bench_out")
+    sp.add_argument("--timeout", type=float, default=900, help="seconds per mpiexec launch (one per world size); "
+                                                                "default 900")
+    sp.add_argument("--ranks", type=int, nargs="+", default=None, help="world sizes; default 8 16 32 64 128")
+    sp.add_argument("--mb", type=float, nargs="+", default=None,
+                    help="flat state sizes in MB; default 0.1 7.5 (the CartPole MLP and the IMPALA CNN)")
+    sp.add_argument("--modes", nargs="+", choices=("sync", "async"), default=["sync", "async"],
+                    help="default: both")
+    sp.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=None, help="default: all three")
+    sp.add_argument("--generations", type=int, default=None, help="intervals per member; default 4")
+    sp.add_argument("--interval-s", type=float, default=None, help="mean fake training seconds; default 0.5")
+    sp.add_argument("--spread", type=float, default=0.3,
+                    help="sigma of the per-member lognormal slowness; default 0.3")
+    sp.add_argument("--jitter", type=float, default=0.1,
+                    help="sigma of the per-interval lognormal jitter; default 0.1")
+    sp.add_argument("--quantile", type=float, default=0.25, help="truncation quantile; default 0.25")
+    sp.add_argument("--seed", type=int, default=0, help="default 0")
+    sp.add_argument("--smoke", action="store_true",
+                    help="tiny and quick: 2 ranks, 0.01 and 0.05 MB, 3 generations of 0.02 s (flags given win)")
+
+    sp = sub.add_parser("_transport_worker")
+    sp.add_argument("--config", required=True)
+    sp.add_argument("--result", required=True)
     return p
 
 
@@ -484,9 +807,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.cmd == "_micro_worker":
         return micro_worker(ns)
+    if ns.cmd == "_transport_worker":
+        return transport_worker(ns)
     commands: dict[str, Callable[[argparse.Namespace], Any]] = {
         "exchange": cmd_exchange, "scaling": cmd_scaling, "micro": cmd_micro,
-        "member-vs-baseline": cmd_member_vs_baseline}
+        "member-vs-baseline": cmd_member_vs_baseline, "transport": cmd_transport}
     commands[ns.cmd](ns)
     return 0
 

@@ -80,11 +80,13 @@ def write_member(directory: Path, member: Any) -> tuple[int, float]:
 
 
 def write_manifest(directory: Path, generation: int, world_size: int, meta: Mapping[str, Any],
-                   population: Mapping[str, Any]) -> None:
-    """Phase 2 (rank 0, after every member is written): population state, then the manifest."""
+                   population: Mapping[str, Any], n_members: int | None = None) -> None:
+    """Phase 2 (rank 0, after every member is written): population state, then the manifest.
+
+    ``n_members``: the population size (default: one member per rank)."""
     write_json(directory / "population.json", population)
     files = {}
-    for i in range(world_size):
+    for i in range(world_size if n_members is None else n_members):
         for kind, path in member_files(directory, i).items():
             if kind not in REQUIRED and not path.exists():
                 continue
@@ -92,6 +94,7 @@ def write_manifest(directory: Path, generation: int, world_size: int, meta: Mapp
                 raise CheckpointError(f"checkpoint {directory} lacks {path.name} before its manifest")
             files[f"{i}:{kind}"] = {"name": path.name, "bytes": path.stat().st_size}
     manifest = {"format": FORMAT_VERSION, "generation": generation, "world_size": world_size,
+                "num_agents": world_size if n_members is None else n_members,
                 "meta": dict(meta), "files": files}
     write_json(directory / MANIFEST, manifest)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,6 +42,16 @@ def local_size(comm: MPI.Comm) -> int:
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         return int(node.Get_size())
+    finally:
+        node.Free()
+
+
+def local_rank(comm: MPI.Comm) -> int:
+    """This rank's index among the ranks of ``comm`` on its node (collective: every rank calls it),
+    for placing members on the node's GPUs."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    try:
+        return int(node.Get_rank())
     finally:
         node.Free()
 
@@ -107,18 +119,120 @@ def on_every_rank(comm: MPI.Comm, fn: Callable[[], T]) -> T:
     return result
 
 
+def owner_of(member: int, world_size: int) -> int:
+    """The rank that hosts ``member``: members are dealt round-robin, so every rank hosts
+    ceil(N/world) or floor(N/world) of them and member ``m`` of a one-per-rank run lives on rank ``m``."""
+    return member % world_size
+
+
+def local_members(num_agents: int, rank: int, world_size: int) -> list[int]:
+    """The members ``rank`` hosts, in ascending order."""
+    return list(range(rank, num_agents, world_size))
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """What one rank must do in one exchange: only the transfers that involve its members (so its
+    message volume does not grow with the population), plus what a collective transport needs
+    every rank to know (the number of ``Split`` rounds, each donor group's round)."""
+
+    transfers: tuple[Transfer, ...] = ()
+    wta_donor: int | None = None
+    rounds: int = 0
+    round_of: tuple[tuple[int, int], ...] = ()
+
+
+def split_plan(strategy: str, transfers: Sequence[Transfer], world_size: int) -> list[RankPlan]:
+    """(root) One :class:`RankPlan` per rank for a member-level plan."""
+    owner = partial(owner_of, world_size=world_size)
+    per_rank: list[list[Transfer]] = [[] for _ in range(world_size)]
+    for t in sorted(transfers):
+        ranks = {owner(t.donor), owner(t.receiver)}
+        for r in ranks:
+            per_rank[r].append(t)
+    wta_donor = transfers[0].donor if strategy == "wta" and transfers else None
+    rounds, round_of = 0, ()  # type: tuple[int, tuple[tuple[int, int], ...]]
+    if strategy == "truncation_collective":
+        rounds, assignment = collective_rounds(transfers, world_size)
+        round_of = tuple(sorted(assignment.items()))
+    return [RankPlan(tuple(ts), wta_donor, rounds, round_of) for ts in per_rank]
+
+
+def collective_rounds(transfers: Sequence[Transfer], world_size: int) -> tuple[int, dict[int, int]]:
+    """Greedy rounds of donor groups whose rank sets are disjoint (a rank is in one sub-communicator
+    per ``Split``). With one member per rank every group is disjoint: one round, as before."""
+    taken: list[set[int]] = []
+    assignment: dict[int, int] = {}
+    for donor, receivers in donor_groups(transfers).items():
+        ranks = {owner_of(donor, world_size)} | {owner_of(r, world_size) for r in receivers}
+        for i, used in enumerate(taken):
+            if not used & ranks:
+                used |= ranks
+                assignment[donor] = i
+                break
+        else:
+            taken.append(set(ranks))
+            assignment[donor] = len(taken) - 1
+    return len(taken), assignment
+
+
 class Transport:
-    """Moves flat float32 member states along an exploit plan."""
+    """Moves flat float32 member states along an exploit plan.
+
+    ``move_members`` works on member ids (several members per rank; a copy between two members
+    of one rank is a local copy); ``move`` is the one-member-per-rank form (member id = rank).
+    """
 
     def __init__(self, comm: MPI.Comm, size: int) -> None:
         self.comm = comm
         self.rank = comm.Get_rank()
-        self.send_buf = np.empty(size, dtype=np.float32)
-        self.recv_buf = np.empty(size, dtype=np.float32)
+        self.world_size = comm.Get_size()
+        self.size = size
+        self._pool: list[np.ndarray] = []
+        self._used = 0
+
+    # buffers: preallocated, reused from one exchange to the next
+    def _take(self) -> np.ndarray:
+        if self._used == len(self._pool):
+            self._pool.append(np.empty(self.size, dtype=np.float32))
+        self._used += 1
+        return self._pool[self._used - 1]
+
+    @property
+    def send_buf(self) -> np.ndarray:  # the first pooled buffer (kept for callers of the rank-level API)
+        if not self._pool:
+            self._pool.append(np.empty(self.size, dtype=np.float32))
+        return self._pool[0]
+
+    def _owner(self, member: int) -> int:
+        return owner_of(member, self.world_size)
+
+    def _packed(self, donors: Sequence[int], pack: Callable[[int, np.ndarray], Any]) -> dict[int, np.ndarray]:
+        out = {}
+        for d in sorted(set(donors)):
+            if self._owner(d) == self.rank:
+                out[d] = self._take()
+                pack(d, out[d])
+        return out
 
     def move(self, transfers: Sequence[Transfer], pack: Callable[[np.ndarray], Any]) -> np.ndarray | None:
-        """Carry out ``transfers``. ``pack(buf)`` fills ``buf`` with this rank's state (called only
-        on donors). Returns the received state on receivers, ``None`` elsewhere."""
+        """Carry out a one-member-per-rank plan. ``pack(buf)`` fills ``buf`` with this rank's state
+        (called only on donors). Returns the received state on receivers, ``None`` elsewhere."""
+        plan = split_plan(self.strategy, transfers, self.world_size)[self.rank]
+        if self.strategy == "truncation_collective":  # one member per rank: all groups disjoint, one round
+            plan = replace(plan, rounds=1, round_of=tuple((t.donor, 0) for t in transfers))
+        got = self.move_members(plan, lambda _m, buf: pack(buf))
+        return got.get(self.rank)
+
+    def move_members(self, plan: RankPlan, pack: Callable[[int, np.ndarray], Any]) -> dict[int, np.ndarray]:
+        """Carry out this rank's part of a plan: ``pack(member, buf)`` fills ``buf`` with a local
+        donor's state. Returns ``{receiver member: state}`` for the receivers this rank hosts."""
+        self._used = 0
+        return self._move(plan, pack)
+
+    strategy = ""
+
+    def _move(self, plan: RankPlan, pack: Callable[[int, np.ndarray], Any]) -> dict[int, np.ndarray]:
         raise NotImplementedError
 
     def _buffer(self, buf: np.ndarray) -> list[Any]:
@@ -126,70 +240,90 @@ class Transport:
 
 
 class BroadcastTransport(Transport):
-    """Winner takes all: the single donor broadcasts to the whole communicator."""
+    """Winner takes all: the single donor's rank broadcasts it to the whole communicator."""
 
-    def move(self, transfers: Sequence[Transfer], pack: Callable[[np.ndarray], Any]) -> np.ndarray | None:
-        if not transfers:
-            return None
-        donors = {t.donor for t in transfers}
-        if len(donors) != 1:
+    strategy = "wta"
+
+    def _move(self, plan: RankPlan, pack: Callable[[int, np.ndarray], Any]) -> dict[int, np.ndarray]:
+        if plan.wta_donor is None:
+            return {}
+        donors = {t.donor for t in plan.transfers}
+        if len(donors) > 1:
             raise ValueError(f"broadcast transport needs exactly one donor, got {sorted(donors)}")
-        root = donors.pop()
-        buf = self.send_buf if self.rank == root else self.recv_buf
-        if self.rank == root:
-            pack(buf)
+        root = self._owner(plan.wta_donor)
+        packed = self._packed([plan.wta_donor], pack)
+        buf = packed[plan.wta_donor] if self.rank == root else self._take()
         self.comm.Bcast(self._buffer(buf), root=root)
-        receivers = {t.receiver for t in transfers}
-        return self.recv_buf if self.rank in receivers else None
+        return {t.receiver: buf for t in plan.transfers if self._owner(t.receiver) == self.rank}
 
 
 class P2PTransport(Transport):
     """Truncation, point to point: all donor->receiver pairs move at once (Isend / Irecv)."""
 
-    def move(self, transfers: Sequence[Transfer], pack: Callable[[np.ndarray], Any]) -> np.ndarray | None:
-        sends = [t.receiver for t in transfers if t.donor == self.rank]
-        recvs = [t.donor for t in transfers if t.receiver == self.rank]
-        if len(recvs) > 1:
-            raise ValueError(f"rank {self.rank} would receive {len(recvs)} states in one plan")
-        if sends and recvs:
-            raise ValueError(f"rank {self.rank} is both donor and receiver in one plan")
-        requests = []
-        if sends:
-            pack(self.send_buf)
-            requests = [self.comm.Isend(self._buffer(self.send_buf), dest=r, tag=WEIGHTS_TAG) for r in sends]
-        if recvs:
-            requests.append(self.comm.Irecv(self._buffer(self.recv_buf), source=recvs[0], tag=WEIGHTS_TAG))
+    strategy = "truncation"
+
+    def _move(self, plan: RankPlan, pack: Callable[[int, np.ndarray], Any]) -> dict[int, np.ndarray]:
+        mine = [t for t in plan.transfers if self.rank in (self._owner(t.donor), self._owner(t.receiver))]
+        receivers = [t.receiver for t in mine]
+        if len(receivers) != len(set(receivers)):
+            raise ValueError("a member would receive two states in one plan")
+        if {t.donor for t in mine} & set(receivers):
+            raise ValueError("a member cannot be both donor and receiver in one plan")
+        packed = self._packed([t.donor for t in mine], pack)
+        requests, out = [], {}
+        for t in mine:  # the same order on both sides of every pair of ranks
+            local_donor, local_receiver = self._owner(t.donor) == self.rank, self._owner(t.receiver) == self.rank
+            tag = WEIGHTS_TAG + t.receiver % 30000
+            if local_donor and local_receiver:
+                out[t.receiver] = packed[t.donor]
+            elif local_donor:
+                requests.append(self.comm.Isend(self._buffer(packed[t.donor]), dest=self._owner(t.receiver), tag=tag))
+            else:
+                out[t.receiver] = self._take()
+                requests.append(self.comm.Irecv(self._buffer(out[t.receiver]), source=self._owner(t.donor), tag=tag))
         if requests:
             MPI.Request.Waitall(requests)
-        return self.recv_buf if recvs else None
+        return out
 
 
 class SubcommTransport(Transport):
-    """Truncation, collective: one sub-communicator per donor, a ``Bcast`` inside each."""
+    """Truncation, collective: one sub-communicator per donor, a ``Bcast`` inside each.
 
-    def move(self, transfers: Sequence[Transfer], pack: Callable[[np.ndarray], Any]) -> np.ndarray | None:
-        groups = donor_groups(transfers)
-        donors = set(groups)
-        donor_of = {r: d for d, rs in groups.items() for r in rs}
-        if self.rank in donors:
-            color, key = self.rank, 0
-        elif self.rank in donor_of:
-            color, key = donor_of[self.rank], 1 + self.rank
-        else:
+    Several members per rank: donor groups are split into rounds of disjoint rank sets (one
+    ``Split`` per round, collective over the whole communicator, ranks outside it get COMM_NULL)."""
+
+    strategy = "truncation_collective"
+
+    def _move(self, plan: RankPlan, pack: Callable[[int, np.ndarray], Any]) -> dict[int, np.ndarray]:
+        groups = donor_groups(plan.transfers)
+        round_of = dict(plan.round_of)
+        out: dict[int, np.ndarray] = {}
+        for rnd in range(plan.rounds):
+            mine = [d for d in groups if round_of.get(d) == rnd]
+            if len(mine) > 1:
+                raise ValueError(f"rank {self.rank} is in {len(mine)} donor groups of round {rnd}")
             color, key = MPI.UNDEFINED, self.rank
-        # Split is collective over the whole communicator, even for ranks outside the plan.
-        sub = self.comm.Split(color, key)
-        if sub == MPI.COMM_NULL:
-            return None
-        try:
-            if self.rank in donors:
-                pack(self.send_buf)
-                sub.Bcast(self._buffer(self.send_buf), root=0)
-                return None
-            sub.Bcast(self._buffer(self.recv_buf), root=0)
-            return self.recv_buf
-        finally:
-            sub.Free()
+            if mine:
+                donor = mine[0]
+                color = donor
+                key = 0 if self._owner(donor) == self.rank else 1 + self.rank
+            sub = self.comm.Split(color, key)
+            if sub == MPI.COMM_NULL:
+                continue
+            try:
+                donor = mine[0]
+                if self._owner(donor) == self.rank:
+                    buf = self._packed([donor], pack)[donor]
+                else:
+                    buf = self._take()
+                if sub.Get_size() > 1:
+                    sub.Bcast(self._buffer(buf), root=0)
+                for r in groups[donor]:
+                    if self._owner(r) == self.rank:
+                        out[r] = buf
+            finally:
+                sub.Free()
+        return out
 
 
 TRANSPORTS: dict[str, type[Transport]] = {
@@ -237,7 +371,8 @@ def set_threads(comm: MPI.Comm, threads: int = 0) -> int:
 # Reply tags are drawn per request from a per-hub counter, so concurrent requests from several
 # threads of one rank never take each other's replies.
 
-import pickle  # noqa: E402  (this section's own imports, kept with it)
+import atexit  # noqa: E402  (this section's own imports, kept with it)
+import pickle  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -454,6 +589,7 @@ class AsyncHub:
         self._stop = threading.Event()
         self._closing = False  # no more fetch / report / publish from this rank
         self._closed = False  # service thread joined, communicator freed
+        self._wall0 = time.perf_counter()
         # The service thread needs the GIL for a few short stretches per request; while the caller's
         # thread runs Python code it gets it only every switch interval (5 ms by default).
         self._switch_restore: float | None = None
@@ -462,6 +598,8 @@ class AsyncHub:
             sys.setswitchinterval(switch_interval_s)
         self._thread = threading.Thread(target=self._serve, name=f"evo-hub-{self.rank}", daemon=True)
         self._thread.start()
+        # runs before mpi4py's own exit hook (registered earlier): no thread inside MPI at MPI_Finalize
+        atexit.register(self.abandon)
 
     # -- caller side ------------------------------------------------------------------------
     @property
@@ -517,7 +655,11 @@ class AsyncHub:
         return meta, out
 
     def report(self, report: dict[str, Any]) -> dict[str, Any]:
-        """Send ``report`` to the coordinator and return ``decide(report)`` computed there."""
+        """Send ``report`` to the coordinator and return ``decide(report)`` computed there.
+
+        On the coordinator itself ``decide`` runs in the calling thread (under the same lock), and
+        an exception in it propagates to the caller; for a report from another rank it runs in the
+        coordinator's service thread, where an exception aborts the job."""
         self._check_open("report")
         t0 = time.perf_counter()
         if self.rank == self.coordinator:
@@ -533,8 +675,17 @@ class AsyncHub:
 
     def stats(self) -> dict[str, float]:
         """Counters: messages / bytes sent and received by this rank (both threads), fetch and
-        report counts and seconds, publishes, service-thread CPU seconds and wall seconds."""
-        return self._stats.snapshot()
+        report counts and seconds, publishes, service-thread CPU seconds and wall seconds (live
+        while it runs, on Linux)."""
+        out = self._stats.snapshot()
+        ident = self._thread.ident
+        if self._thread.is_alive() and ident is not None and hasattr(time, "pthread_getcpuclockid"):
+            try:
+                out["service_cpu_s"] = time.clock_gettime(time.pthread_getcpuclockid(ident))
+                out["service_wall_s"] = time.perf_counter() - self._wall0
+            except OSError:  # the thread ended in between
+                pass
+        return out
 
     def finish(self) -> None:
         """Collective end. This rank stops fetching and reporting but keeps serving until every
@@ -554,6 +705,7 @@ class AsyncHub:
         self.comm.Free()
         self._closed = True
         self._restore_switch_interval()
+        atexit.unregister(self.abandon)
 
     def _restore_switch_interval(self) -> None:
         if self._switch_restore is not None:
@@ -677,7 +829,7 @@ class AsyncHub:
             raise RuntimeError(f"unknown hub request {kind!r} from rank {source}")
 
     def _serve(self) -> None:
-        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        cpu0, wall0 = time.thread_time(), self._wall0
         backoff = Backoff(*self._idle)
         status = MPI.Status()
         wakeups = 0

@@ -123,13 +123,16 @@ class PBTConfig(CommonConfig):
     """A population-based training run (one member per MPI rank)."""
 
     strategy: str = arg("wta", "selection strategy (set by the entry point)", cli=False)
-    num_agents: int | None = arg(None, "population size; must equal the MPI world size (default: world size)")
+    num_agents: int | None = arg(None, "population size, at least the MPI world size: each rank hosts ceil(N/world) or "
+                                              "floor(N/world) members and trains them in turn (default: world size)")
     generations: int = arg(10, "number of generations (train, evaluate, select, explore)")
     steps_per_generation: int = arg(4096, "env steps each member trains per generation (multiple of the rollout)")
     quantile: float = arg(0.25, "truncation: fraction of members replaced each generation, in (0, 0.5]")
     hyperparams: str | None = arg(None, "YAML file overriding the search space (bounds, init, explore)")
     select_on: str = arg("train", "score used for selection: train (training levels) or test (held-out levels)")
     exchange: bool = arg(True, "move weights between members (--no-exchange: train the same members without PBT)")
+    explore: str = arg("perturb", "explore step of the receivers: perturb (x0.8/x1.2 or resample) or pb2 "
+                                  "(PB2's GP bandit, Parker-Holder et al. 2020)")
 
     def validate(self) -> None:
         super().validate()
@@ -153,6 +156,8 @@ class PBTConfig(CommonConfig):
             raise ConfigError(f"--select-on must be train or test, got {self.select_on!r}")
         if self.select_on == "test" and not self.eval_test_levels:
             raise ConfigError("--select-on test needs --eval-test-levels")
+        if self.explore not in ("perturb", "pb2"):
+            raise ConfigError(f"--explore must be perturb or pb2, got {self.explore!r}")
 
     def default_exp_name(self) -> str:
         return f"{self.strategy}-{self.env_id}-s{self.seed}"
@@ -181,6 +186,7 @@ class BaselineConfig(PBTConfig):
     hyperparams: str | None = arg(None, "", cli=False)
     select_on: str = arg("train", "", cli=False)
     exchange: bool = arg(False, "", cli=False)
+    explore: str = arg("perturb", "", cli=False)
     set_hparams: dict[str, Any] | None = field(default=None, metadata={"help": "", "cli": False})
 
     def resolve(self, explicit: set[str], sets_text: str | None = None) -> None:
@@ -250,7 +256,7 @@ def build_parser(cls: type[CommonConfig], prog: str, description: str) -> argpar
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         tp, _optional = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "")
         if tp is bool:

@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,8 @@ from evo import seeds
 from evo.cli import everywhere
 from evo.config import CommonConfig, PBTConfig
 from evo.errors import ConfigError
-from evo.member import Member
+from evo.member import Member, TrainStats
+from evo.pb2 import Observation, pb2_explore
 from evo.records import JsonlWriter, TableWriter, TensorBoard, dumps_line, truncate_records, write_json
 from evo.selection import Transfer, best_member, plan
 from evo.space import HParams, Space, check_batch_size, explore, parse_space, read_space_file
@@ -60,33 +60,27 @@ class Decision:
 
 
 def decide(strategy: str, generation: int, scores: Sequence[float], hparams: Sequence[Mapping[str, Any]],
-           space: Space, quantile: float, seed: int) -> list[Decision]:
+           space: Space, quantile: float, seed: int, method: str = "perturb",
+           history: Sequence[Observation] = ()) -> list[Decision]:
     """Select who copies whom, and explore every receiver's new hyperparameters.
 
     A pure function of its arguments: the selection rng is derived from ``(seed, generation)``
-    and each receiver's explore rng from ``(seed, generation, receiver)``.
+    and each receiver's explore rng from ``(seed, generation, receiver)``. ``method`` ``pb2``
+    explores with PB2's GP bandit fitted on ``history`` (receivers in order, each one's choice
+    pending for the next), ``perturb`` with PBT's random perturbation.
     """
     transfers = plan(strategy, scores, quantile, seeds.selection_rng(seed, generation))
-    out = []
+    out: list[Decision] = []
     for t in transfers:
-        new, changes = explore(hparams[t.donor], space, seeds.explore_rng(seed, generation, t.receiver))
+        rng = seeds.explore_rng(seed, generation, t.receiver)
+        if method == "pb2":
+            pending = [d.hparams_after for d in out]
+            new, changes = pb2_explore(hparams[t.donor], space, rng, history, float(generation), pending)
+        else:
+            new, changes = explore(hparams[t.donor], space, rng)
         out.append(Decision(generation, t.receiver, t.donor, float(scores[t.receiver]), float(scores[t.donor]),
                             dict(hparams[t.receiver]), dict(hparams[t.donor]), new, changes))
     return out
-
-
-def exchange(transport: comm_mod.Transport, member: Member, decisions: Sequence[Decision]) -> Decision | None:
-    """Move weights + optimizer state along ``decisions``; receivers then take their explored
-    hyperparameters. Returns this rank's decision if it received, else ``None``."""
-    if not decisions:
-        return None
-    received = transport.move([Transfer(d.receiver, d.donor) for d in decisions], member.pack)
-    if received is None:
-        return None
-    mine = next(d for d in decisions if d.receiver == transport.rank)
-    member.unpack(received)
-    member.apply_hparams(mine.hparams_after)
-    return mine
 
 
 # -- run directory ----------------------------------------------------------------------------
@@ -198,207 +192,446 @@ def _stats(values: Sequence[float]) -> tuple[float | None, float | None, float |
     return max(finite), float(np.mean(finite)), min(finite)
 
 
+# -- one rank's share of the population --------------------------------------------------------
+@dataclass
+class Slot:
+    """One member hosted on this rank, with its TensorBoard writer."""
+
+    member: Member
+    tb: TensorBoard
+
+    @property
+    def index(self) -> int:
+        return self.member.index
+
+
+@dataclass
+class Outcome:
+    """What one member did in one generation (train + evaluate)."""
+
+    slot: Slot
+    stats: TrainStats
+    hp_used: HParams
+    score: float = math.nan
+    test_score: float | None = None
+    eval_s: float = 0.0
+
+
+@dataclass
+class Population:
+    """Rank 0's view of one generation: every member's scores and hyperparameters, by member id."""
+
+    scores: list[float]
+    tests: list[float | None]
+    selection: list[float]
+    hparams: list[HParams]
+    decisions: list[Decision] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """Everything the phases share on one rank."""
+
+    cfg: PBTConfig
+    comm: Any
+    space: Space
+    slots: list[Slot]
+    stop: StopFlag
+    transport: comm_mod.Transport | None
+    schedule: Sequence[Mapping[str, Any]] | None
+    expected: dict[str, Any]
+    writers: dict[str, Any] = field(default_factory=dict)
+    pop_tb: TensorBoard = field(default_factory=lambda: TensorBoard(None))
+    t_run0: float = 0.0
+    gen_seconds: list[float] = field(default_factory=list)
+    pb2_history: list[Observation] = field(default_factory=list)
+    """(rank 0, ``--explore pb2``) every member's change in score per generation, for PB2's GP."""
+    pb2_start: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        return int(self.comm.Get_rank())
+
+    @property
+    def n(self) -> int:
+        assert self.cfg.num_agents is not None
+        return int(self.cfg.num_agents)
+
+    @property
+    def baseline(self) -> bool:
+        return self.cfg.strategy == "baseline"
+
+    def slot(self, index: int) -> Slot:
+        return next(s for s in self.slots if s.index == index)
+
+
+# -- phases ---------------------------------------------------------------------------------------
+def train_phase(r: Run, gen: int) -> list[Outcome] | None:
+    """Every local member trains ``steps_per_generation`` env steps in turn. ``None`` if a stop
+    signal arrived on any rank: the generation is dropped and the last checkpoint stands."""
+    out = []
+    for slot in r.slots:
+        m = slot.member
+        m.reseed(gen)
+        if r.schedule:
+            m.apply_hparams(r.schedule[min(gen, len(r.schedule) - 1)])
+        hp_used = dict(m.hparams)
+        stats = m.train(r.cfg.steps_per_generation, should_stop=r.stop)
+        _inject_fault(m, m.index, gen)
+        out.append(Outcome(slot, stats, hp_used))
+    if comm_mod.agree(r.comm, any(o.stats.stopped for o in out) or r.stop.requested):
+        return None
+    return out
+
+
+def evaluate_phase(r: Run, gen: int, outcomes: list[Outcome]) -> None:
+    """Score every local member on this generation's evaluation episodes (paired by default: the
+    same episodes for every member, so selection compares policies, not luck of the draw)."""
+    cfg = r.cfg
+    for o in outcomes:
+        t0 = time.perf_counter()
+        m = o.slot.member
+        o.score = m.evaluate(cfg.eval_episodes, cfg.deterministic_eval,
+                             seeds.eval_seed(cfg.seed, gen, m.index, paired=cfg.paired_eval))
+        if cfg.eval_test_levels:
+            test_seed = seeds.eval_seed(cfg.seed, gen, m.index, paired=cfg.paired_eval, test_levels=True)
+            o.test_score = m.evaluate(cfg.eval_episodes, cfg.deterministic_eval, test_seed, test_levels=True)
+        o.eval_s = time.perf_counter() - t0
+
+
+def select_phase(r: Run, gen: int, outcomes: list[Outcome]) -> tuple[Population | None, Any]:
+    """Scores and hparams go to rank 0 only; rank 0 decides (select + explore) and sends each rank
+    only its own part of the plan. Returns (rank 0: the population view, else None; this rank's
+    ``(RankPlan, decisions for its receivers)``)."""
+    cfg = r.cfg
+    statuses = r.comm.gather([(o.slot.index, o.score, o.test_score, o.hp_used) for o in outcomes], root=0)
+    pop, payloads = None, None
+    if r.rank == 0:
+        flat = sorted((s for part in statuses for s in part), key=lambda s: s[0])
+        scores, tests = [s[1] for s in flat], [s[2] for s in flat]
+        sel = [(t if t is not None else math.nan) for t in tests] if cfg.select_on == "test" else list(scores)
+        pop = Population(scores, tests, sel, [s[3] for s in flat])
+        method = getattr(cfg, "explore", "perturb")
+        if method == "pb2":
+            r.pb2_history += pb2_observations(gen, sel, pop.hparams, r.pb2_start)
+        if not r.baseline and cfg.exchange and r.n > 1:
+            pop.decisions = decide(cfg.strategy, gen, sel, pop.hparams, r.space, cfg.quantile, cfg.seed,
+                                   method, r.pb2_history)
+        r.pb2_start = next_start_scores(sel, pop.decisions)
+        world = r.comm.Get_size()
+        plans = comm_mod.split_plan(cfg.strategy, [Transfer(d.receiver, d.donor) for d in pop.decisions], world)
+        payloads = [(plans[k], [d for d in pop.decisions if comm_mod.owner_of(d.receiver, world) == k])
+                    for k in range(world)]
+    return pop, r.comm.scatter(payloads, root=0)
+
+
+def pb2_observations(generation: int, scores: Sequence[float], hparams: Sequence[Mapping[str, Any]],
+                     start: Mapping[int, float]) -> list[Observation]:
+    """PB2's data from one generation: each member's change in score over it, with the hparams it
+    trained with. A member that copied a donor at the last exploit starts from the donor's score."""
+    return [Observation(float(generation), dict(hparams[m]), float(scores[m]) - start[m], m)
+            for m in range(len(scores)) if m in start and math.isfinite(scores[m]) and math.isfinite(start[m])]
+
+
+def next_start_scores(scores: Sequence[float], decisions: Sequence[Decision]) -> dict[int, float]:
+    """Where each member's next interval starts from: its own score, or its donor's after a copy."""
+    start = dict(enumerate(float(s) for s in scores))
+    start.update({d.receiver: d.donor_score for d in decisions})
+    return start
+
+
+def pb2_history_from_records(run_dir: Path, keep_below: int,
+                             column: str = "score") -> tuple[list[Observation], dict[int, float]]:
+    """Rebuild PB2's history (and the next start scores) from members.csv and lineage.jsonl, so a
+    resumed run explores exactly as an uninterrupted one."""
+    from evo.records import read_csv, read_jsonl
+
+    table = [x for x in read_csv(run_dir / "members.csv") if int(x["generation"]) < keep_below]
+    lineage = read_jsonl(run_dir / "lineage.jsonl") if (run_dir / "lineage.jsonl").exists() else []
+    history: list[Observation] = []
+    start: dict[int, float] = {}
+    for g in sorted({int(x["generation"]) for x in table}):
+        rows = sorted((x for x in table if int(x["generation"]) == g), key=lambda x: int(x["member"]))
+        scores = [float(x[column]) if x[column] not in ("", "nan") else math.nan for x in rows]
+        hps = [{k[3:]: _parse_number(v) for k, v in x.items() if k.startswith("hp_")} for x in rows]
+        history += pb2_observations(g, scores, hps, start)
+        decisions = [Decision(g, int(d["receiver"]), int(d["donor"]), math.nan, float(d["donor_score"]),
+                              {}, {}, {}) for d in lineage if int(d["generation"]) == g]
+        start = next_start_scores(scores, decisions)
+    return history, start
+
+
+def _parse_number(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def exchange_phase(r: Run, mine: Any) -> dict[int, int]:
+    """Move weights + optimizer state along this rank's part of the plan (local copies between
+    members of one rank); receivers take their explored hyperparameters. Returns receiver -> donor."""
+    plan, decisions = mine
+    if r.transport is None:  # no early return on an empty share: a collective round needs every rank
+        return {}
+    received = r.transport.move_members(plan, lambda m, buf: r.slot(m).member.pack(buf))
+    for d in decisions:
+        member = r.slot(d.receiver).member
+        member.unpack(received[d.receiver])
+        member.apply_hparams(d.hparams_after)
+    return {d.receiver: d.donor for d in decisions}
+
+
+def record_phase(r: Run, gen: int, outcomes: list[Outcome], pop: Population | None, donors: dict[int, int],
+                 timing: Mapping[str, float]) -> None:
+    """members.csv / generations.csv / lineage on rank 0, TensorBoard per member."""
+    rows = []
+    for o in outcomes:
+        row = _member_row(r, gen, o, donors.get(o.slot.index, -1), timing)
+        _log_member_tb(o.slot.tb, o.slot.member, o.stats, row, o.hp_used)
+        rows.append(row)
+    gathered = r.comm.gather(rows, root=0)
+    if r.rank != 0:
+        return
+    assert pop is not None
+    all_rows = sorted((row for part in gathered for row in part), key=lambda x: int(x["member"]))
+    total = sum(int(x["env_steps"]) for x in all_rows)
+    for x in all_rows:
+        x["total_env_steps"] = total
+    r.writers["members"].write(all_rows)
+    gen_row = _generation_row(r, gen, pop, all_rows, total)
+    r.writers["generations"].write([gen_row])
+    r.writers["lineage"].write(asdict(d) for d in pop.decisions)
+    r.pop_tb.scalars({
+        "population/best_score": gen_row["best_score"], "population/mean_score": gen_row["mean_score"],
+        "population/worst_score": gen_row["worst_score"], "population/best_test_score": gen_row["best_test_score"],
+        "population/mean_test_score": gen_row["mean_test_score"],
+        "population/worst_test_score": gen_row["worst_test_score"], "population/n_exploits": len(pop.decisions),
+        "population/total_env_steps": total, "time/exchange_ms_max": gen_row["exchange_ms_max"],
+    }, step=int(all_rows[0]["env_steps"]))
+    if r.cfg.verbose:
+        _print_generation(r, gen_row)
+
+
+def checkpoint_phase(r: Run, gen: int, pop: Population | None) -> float:
+    """Two-phase checkpoint after ``gen + 1`` completed generations (see :mod:`evo.checkpoint`)."""
+    cfg = r.cfg
+    directory = ckpt.gen_dir(cfg.run_dir, gen + 1)
+    written = [ckpt.write_member(directory, s.member) for s in r.slots]
+    sizes = r.comm.gather(written, root=0)
+    if r.rank == 0:
+        assert sizes is not None and pop is not None
+        flat = [x for part in sizes for x in part]
+        if os.environ.get("EVO_FAULT") == f"manifest:0:{gen}":  # test hook: rank 0 alone fails
+            raise ckpt.CheckpointError(f"injected fault: cannot write the manifest of {directory}")
+        ckpt.write_manifest(directory, gen + 1, r.comm.Get_size(), r.expected,
+                            {"generation": gen + 1, "scores": [_nan_none(v) for v in pop.scores],
+                             "test_scores": [_nan_none(v) for v in pop.tests],
+                             "selection_scores": [_nan_none(v) for v in pop.selection],
+                             "wall_s": time.perf_counter() - r.t_run0}, n_members=r.n)
+        ckpt.prune(cfg.run_dir)
+        r.writers["checkpoints"].write([{
+            "generation": gen, "completed_generations": gen + 1, "bytes_total": sum(b for b, _ in flat),
+            "bytes_per_member": flat[0][0], "seconds_max": max(t for _, t in flat)}])
+    seconds = sum(t for _, t in written)
+    for s in r.slots:
+        s.tb.scalars({"time/checkpoint_s": seconds / max(1, len(r.slots))}, step=s.member.num_timesteps)
+    return seconds
+
+
+# -- the sync driver -------------------------------------------------------------------------------
 def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None = None) -> int:
     """Run (or resume) a PBT or baseline job on ``comm``. Returns the process exit code.
 
     ``schedule`` (baseline only, used by replay): hyperparameters to apply at the start of each
     generation, ``schedule[g]`` for generation ``g`` (the last entry holds for later ones).
     """
-    rank, world = comm.Get_rank(), comm.Get_size()
-    baseline = cfg.strategy == "baseline"
-    space_text = comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams))
-    with everywhere():  # argv, the world size and broadcast file contents: the same on every rank
-        if cfg.num_agents is None:
-            cfg.num_agents = world
-        elif cfg.num_agents != world:
-            raise ConfigError(
-                f"--num-agents {cfg.num_agents} does not match the MPI world size {world} "
-                f"(launch with mpiexec -n {cfg.num_agents}, or drop --num-agents)"
-            )
-        if cfg.exp_name is None:
-            cfg.exp_name = cfg.default_exp_name()
-        space = _space_for(cfg, space_text)
-    threads = comm_mod.set_threads(comm, cfg.threads)
-    expected = {"world_size": world, "env_id": cfg.env_id, "strategy": cfg.strategy, "n_envs": cfg.n_envs,
-                "n_steps": cfg.n_steps, "policy": cfg.policy, "steps_per_generation": cfg.steps_per_generation}
-    settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
-    resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected, settings))
-    run_dir = cfg.run_dir
-
-    init_hp = space.sample(seeds.init_rng(cfg.seed, rank))
-    member = comm_mod.on_every_rank(comm, lambda: Member(cfg, init_hp, index=rank))
-    if resume_dir is not None:
-        loaded = comm_mod.on_every_rank(comm, lambda: ckpt.load_member(Path(resume_dir), member))
-        fresh_envs = comm.gather(not loaded["env_restored"], root=0)
-        if rank == 0:  # only now that every member loaded: drop records of generations to be redone
-            assert fresh_envs is not None
-            _note_resume(cfg, start_gen, fresh_envs, truncate_records(run_dir, start_gen))
-    elif rank == 0:
-        from evo.config import save_config
-
-        save_config(cfg, run_dir / "config.json", {
-            "world_size": world, "threads_per_rank": threads, "versions": _versions(),
-            "deterministic_eval": cfg.deterministic_eval, "rollout_size": cfg.rollout_size,
-            "search_space": settings["search_space"], "initial_hparams_rank0": init_hp,
-            "env_state_checkpointed": member.env_state() is not None, "resumes": [],
-        })
-    comm.Barrier()
-
-    stop = STOP.install()  # idempotent: keeps a signal that arrived during start-up
-    transport = None if baseline else comm_mod.make_transport(cfg.strategy, comm, member.flat_size)
-    tb = TensorBoard(run_dir / "tb" / f"member_{rank:03d}" if cfg.tb_writer else None,
-                     purge_step=member.num_timesteps if resume_dir is not None else None)
-    pop_tb = TensorBoard(run_dir / "tb" / "population" if cfg.tb_writer and rank == 0 and world > 1 else None,
-                         purge_step=member.num_timesteps if resume_dir is not None else None)
-    members_csv = generations_csv = lineage = ckpt_log = None
-    if rank == 0:
-        hp_cols = [f"hp_{k}" for k in member.hparams]
-        members_csv = TableWriter(run_dir / "members.csv", MEMBER_COLUMNS_HEAD + hp_cols + MEMBER_COLUMNS_TAIL)
-        generations_csv = TableWriter(run_dir / "generations.csv", GENERATION_COLUMNS)
-        lineage = JsonlWriter(run_dir / "lineage.jsonl")
-        ckpt_log = JsonlWriter(run_dir / "checkpoints.jsonl")
-        if cfg.verbose:
-            what = "baseline" if baseline else f"PBT/{cfg.strategy}"
-            resumed = f", resumed at generation {start_gen}" if resume_dir else ""
-            print(f"evo {what}: {world} member(s) on {cfg.env_id}, {cfg.generations} generations x "
-                  f"{cfg.steps_per_generation} steps, {threads} torch thread(s)/rank -> {run_dir}{resumed}",
-                  flush=True)
-
-    exit_code = 0
-    t_run0 = time.perf_counter()
-    if resume_dir is not None:  # wall time continues across resumes
-        t_run0 -= comm_mod.root_decides(comm, lambda: float(json.loads(
-            (Path(resume_dir) / "population.json").read_text()).get("wall_s", 0.0)))
-    last_scores: list[float] = []
-    last_test: list[float | None] = []
-    last_sel: list[float] = []
-    last_hp: HParams | None = None
+    r, resume_dir, start_gen = _start(cfg, comm, schedule)
+    exit_code, gen, last = 0, start_gen, None
     last_checkpoint = start_gen if resume_dir is not None else None
-    gen = start_gen
     try:
         for gen in range(start_gen, cfg.generations):
-            if comm_mod.agree(comm, stop.requested):
+            if comm_mod.agree(comm, r.stop.requested):
                 exit_code = EXIT_PREEMPTED
                 break
-            t_gen0 = time.perf_counter()
-            member.reseed(gen)
-            if schedule:
-                member.apply_hparams(schedule[min(gen, len(schedule) - 1)])
-            hp_used = dict(member.hparams)
-            stats = member.train(cfg.steps_per_generation, should_stop=stop)
-            _inject_fault(member, rank, gen)
-            if comm_mod.agree(comm, stats.stopped or stop.requested):
+            t0 = time.perf_counter()
+            outcomes = train_phase(r, gen)
+            if outcomes is None:
                 exit_code = EXIT_PREEMPTED  # this generation is dropped; the last checkpoint stands
                 break
-            t_eval0 = time.perf_counter()
-            eval_seed = seeds.eval_seed(cfg.seed, gen, rank, paired=cfg.paired_eval)
-            score = member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, eval_seed)
-            test_score = None
-            if cfg.eval_test_levels:
-                test_seed = seeds.eval_seed(cfg.seed, gen, rank, paired=cfg.paired_eval, test_levels=True)
-                test_score = member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, test_seed, test_levels=True)
-            eval_s = time.perf_counter() - t_eval0
-
-            t_sel0 = time.perf_counter()
-            statuses = comm.allgather((score, test_score, hp_used))
-            scores = [s[0] for s in statuses]
-            tests = [s[1] for s in statuses]
-            sel = [(t if t is not None else math.nan) for t in tests] if cfg.select_on == "test" else scores
-            decisions: list[Decision] = []
-            if not baseline and cfg.exchange and world > 1:
-                all_hp = [s[2] for s in statuses]
-                decisions = comm_mod.root_decides(comm, partial(
-                    decide, cfg.strategy, gen, sel, all_hp, space, cfg.quantile, cfg.seed))
-            select_s = time.perf_counter() - t_sel0
-
-            t_ex0 = time.perf_counter()
-            if transport is not None:
-                exchange(transport, member, decisions)
-            exchange_s = time.perf_counter() - t_ex0
-            gen_s = time.perf_counter() - t_gen0
-
-            donor = {d.receiver: d.donor for d in decisions}.get(rank, -1)
-            returns = [r for _, r, _ in stats.episodes]
-            row: dict[str, Any] = {
-                "generation": gen, "member": rank, "score": score, "test_score": test_score,
-                "failed": int(not math.isfinite(score)), "env_steps": member.num_timesteps,
-                "copied_from": donor, "episodes": len(returns),
-                "mean_episodic_return": float(np.mean(returns)) if returns else None,
-                **{f"hp_{k}": v for k, v in hp_used.items()},
-                "time_train_s": stats.seconds, "time_rollout_s": stats.rollout_seconds,
-                "time_learn_s": stats.learn_seconds, "time_eval_s": eval_s, "time_select_s": select_s,
-                "time_exchange_s": exchange_s, "time_generation_s": gen_s,
-                "env_steps_per_s": cfg.steps_per_generation / stats.seconds if stats.seconds > 0 else None,
-            }
-            rows = comm.gather(row, root=0)
-            _log_member_tb(tb, member, stats, row, hp_used)
-            last_scores, last_test, last_sel, last_hp = scores, tests, list(sel), hp_used
-            if rank == 0:
-                assert rows is not None and members_csv and generations_csv and lineage
-                total = sum(int(r["env_steps"]) for r in rows)
-                for r in rows:
-                    r["total_env_steps"] = total
-                members_csv.write(rows)
-                best, mean, worst = _stats(scores)
-                tbest, tmean, tworst = _stats([t for t in tests if t is not None])
-                chosen = best_member(sel) if not all(math.isnan(s) for s in sel) else -1
-                gen_row = {
-                    "generation": gen, "env_steps": member.num_timesteps, "total_env_steps": total,
-                    "best_score": best, "mean_score": mean, "worst_score": worst, "best_member": chosen,
-                    "best_member_score": scores[chosen] if chosen >= 0 else None,
-                    "best_member_test_score": tests[chosen] if chosen >= 0 else None,
-                    "best_test_score": tbest, "mean_test_score": tmean, "worst_test_score": tworst,
-                    "n_exploits": len(decisions), "n_failed": sum(1 for s in scores if not math.isfinite(s)),
-                    "wall_s": time.perf_counter() - t_run0,
-                    "exchange_ms_max": 1000 * max(float(r["time_exchange_s"]) for r in rows),
-                    "generation_s_max": max(float(r["time_generation_s"]) for r in rows),
-                }
-                generations_csv.write([gen_row])
-                lineage.write(asdict(d) for d in decisions)
-                pop_tb.scalars({
-                    "population/best_score": best, "population/mean_score": mean, "population/worst_score": worst,
-                    "population/best_test_score": tbest, "population/mean_test_score": tmean,
-                    "population/worst_test_score": tworst, "population/n_exploits": len(decisions),
-                    "population/total_env_steps": total, "time/exchange_ms_max": gen_row["exchange_ms_max"],
-                }, step=member.num_timesteps)
-                if cfg.verbose:
-                    _print_generation(cfg, gen_row, rows)
-
-            save_every = getattr(cfg, "save_every", 0)
-            if baseline and save_every and (gen + 1) % save_every == 0 and gen + 1 < cfg.generations:
-                member.save_model(run_dir / "models" / f"member_{rank:03d}_steps_{member.num_timesteps}.zip")
+            evaluate_phase(r, gen, outcomes)
+            t_sel = time.perf_counter()
+            pop, mine = select_phase(r, gen, outcomes)
+            t_ex = time.perf_counter()
+            donors = exchange_phase(r, mine)
+            t_end = time.perf_counter()
+            r.gen_seconds.append(t_end - t0)
+            record_phase(r, gen, outcomes, pop, donors,
+                         {"select": t_ex - t_sel, "exchange": t_end - t_ex, "generation": t_end - t0})
+            last = pop
+            _save_periodic_models(r, gen)
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
-                ckpt_s = _checkpoint(cfg, comm, member, gen + 1, expected, scores, tests, sel,
-                                     time.perf_counter() - t_run0, ckpt_log)
+                checkpoint_phase(r, gen, pop)
                 last_checkpoint = gen + 1
-                tb.scalars({"time/checkpoint_s": ckpt_s}, step=member.num_timesteps)
         else:
             gen = cfg.generations
     finally:
-        tb.flush()
-        pop_tb.flush()
-
-    if exit_code == 0 and start_gen >= cfg.generations and resume_dir is not None:
-        # resumed after the final checkpoint (e.g. killed before the final files were written)
-        population = comm_mod.root_decides(comm, lambda: json.loads((Path(resume_dir) / "population.json").read_text()))
-        last_scores = [math.nan if v is None else float(v) for v in population["scores"]]
-        last_test = list(population.get("test_scores") or [None] * world)
-        last_sel = [math.nan if v is None else float(v) for v in population.get("selection_scores", last_scores)]
+        for s in r.slots:
+            s.tb.flush()
+        r.pop_tb.flush()
     if exit_code == 0:
-        _finish(cfg, comm, member, tb, last_scores, last_test, last_sel, last_hp, time.perf_counter() - t_run0)
-    if exit_code == EXIT_PREEMPTED and rank == 0:
+        if last is None and r.rank == 0 and resume_dir is not None:
+            last = _population_from_checkpoint(Path(resume_dir))  # resumed after the final checkpoint
+        _finish(r, last, time.perf_counter() - r.t_run0)
+    if exit_code == EXIT_PREEMPTED and r.rank == 0:
         stands = (f"the checkpoint after generation {last_checkpoint} stands; resume with --resume"
                   if last_checkpoint else "no checkpoint was written yet; a rerun starts over")
         print(f"evo: stop signal received; stopped within one env step, in generation {gen + 1} of "
               f"{cfg.generations}, which is dropped ({stands}). Exit code {EXIT_PREEMPTED}.",
               file=sys.stderr, flush=True)
-    for w in (members_csv, generations_csv, lineage, ckpt_log):
-        if w is not None:
-            w.close()
-    tb.close()
-    pop_tb.close()
-    member.close()
+    _close(r)
     return exit_code
+
+
+def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None) -> tuple[Run, str | None, int]:
+    """Validate against the world, prepare or check the run dir, build (or load) this rank's members."""
+    rank, world = comm.Get_rank(), comm.Get_size()
+    space_text = comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams))
+    with everywhere():  # argv, the world size and broadcast file contents: the same on every rank
+        if cfg.num_agents is None:
+            cfg.num_agents = world
+        elif cfg.num_agents < world:
+            raise ConfigError(
+                f"--num-agents {cfg.num_agents} is smaller than the MPI world size {world}: every rank needs at "
+                f"least one member (launch with mpiexec -n {cfg.num_agents} or fewer)"
+            )
+        if cfg.exp_name is None:
+            cfg.exp_name = cfg.default_exp_name()
+        space = _space_for(cfg, space_text)
+    threads = comm_mod.set_threads(comm, cfg.threads)
+    expected = {"world_size": world, "num_agents": cfg.num_agents, "env_id": cfg.env_id, "strategy": cfg.strategy,
+                "n_envs": cfg.n_envs, "n_steps": cfg.n_steps, "policy": cfg.policy,
+                "steps_per_generation": cfg.steps_per_generation}
+    settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
+    resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected, settings))
+    ids = comm_mod.local_members(cfg.num_agents, rank, world)
+    members = comm_mod.on_every_rank(
+        comm, lambda: [Member(cfg, space.sample(seeds.init_rng(cfg.seed, i)), index=i) for i in ids])
+    if resume_dir is not None:
+        loaded = comm_mod.on_every_rank(comm, lambda: [ckpt.load_member(Path(resume_dir), m) for m in members])
+        fresh = comm.gather([m.index for m, meta in zip(members, loaded, strict=True) if not meta["env_restored"]])
+        if rank == 0:  # only now that every member loaded: drop records of generations to be redone
+            _note_resume(cfg, start_gen, sorted(i for part in fresh for i in part),
+                         truncate_records(cfg.run_dir, start_gen))
+    elif rank == 0:
+        from evo.config import save_config
+
+        save_config(cfg, cfg.run_dir / "config.json", {
+            "world_size": world, "members_per_rank": [len(comm_mod.local_members(cfg.num_agents, k, world))
+                                                      for k in range(world)],
+            "threads_per_rank": threads, "versions": _versions(), "deterministic_eval": cfg.deterministic_eval,
+            "rollout_size": cfg.rollout_size, "search_space": settings["search_space"],
+            "initial_hparams_rank0": dict(members[0].hparams),
+            "env_state_checkpointed": members[0].env_state() is not None, "resumes": [],
+        })
+    comm.Barrier()
+    r = Run(cfg, comm, space, [], STOP.install(), None, schedule, expected)
+    if not r.baseline:
+        r.transport = comm_mod.make_transport(cfg.strategy, comm, members[0].flat_size)
+    purge = (lambda m: m.num_timesteps) if resume_dir is not None else (lambda m: None)
+    r.slots = [Slot(m, TensorBoard(cfg.run_dir / "tb" / f"member_{m.index:03d}" if cfg.tb_writer else None,
+                                   purge_step=purge(m))) for m in members]
+    if rank == 0:
+        if resume_dir is not None and getattr(cfg, "explore", "perturb") == "pb2":
+            column = "test_score" if cfg.select_on == "test" else "score"
+            r.pb2_history, r.pb2_start = pb2_history_from_records(cfg.run_dir, start_gen, column)
+        _open_writers(r, threads, start_gen, resume_dir is not None)
+        if cfg.tb_writer and r.n > 1:
+            r.pop_tb = TensorBoard(cfg.run_dir / "tb" / "population", purge_step=purge(members[0]))
+    r.t_run0 = time.perf_counter()
+    if resume_dir is not None:  # wall time continues across resumes
+        r.t_run0 -= comm_mod.root_decides(comm, lambda: float(json.loads(
+            (Path(resume_dir) / "population.json").read_text()).get("wall_s", 0.0)))
+    return r, resume_dir, start_gen
+
+
+def _open_writers(r: Run, threads: int, start_gen: int, resumed: bool) -> None:
+    cfg, run_dir = r.cfg, r.cfg.run_dir
+    hp_cols = [f"hp_{k}" for k in r.slots[0].member.hparams]
+    r.writers = {
+        "members": TableWriter(run_dir / "members.csv", MEMBER_COLUMNS_HEAD + hp_cols + MEMBER_COLUMNS_TAIL),
+        "generations": TableWriter(run_dir / "generations.csv", GENERATION_COLUMNS),
+        "lineage": JsonlWriter(run_dir / "lineage.jsonl"), "checkpoints": JsonlWriter(run_dir / "checkpoints.jsonl"),
+    }
+    if cfg.verbose:
+        world = r.comm.Get_size()
+        what = "baseline" if r.baseline else f"PBT/{cfg.strategy}"
+        per = f" ({r.n / world:.3g} per rank on {world} ranks)" if r.n > world else ""
+        resumed_at = f", resumed at generation {start_gen}" if resumed else ""
+        print(f"evo {what}: {r.n} member(s){per} on {cfg.env_id}, {cfg.generations} generations x "
+              f"{cfg.steps_per_generation} steps, {threads} torch thread(s)/rank -> {run_dir}{resumed_at}", flush=True)
+        if cfg.tb_writer:
+            print(f"evo: TensorBoard logs in {run_dir / 'tb'}; view them with: tensorboard --logdir {run_dir / 'tb'}",
+                  flush=True)
+
+
+def _member_row(r: Run, gen: int, o: Outcome, donor: int, timing: Mapping[str, float]) -> dict[str, Any]:
+    m, stats = o.slot.member, o.stats
+    returns = [ret for _, ret, _ in stats.episodes]
+    return {
+        "generation": gen, "member": m.index, "score": o.score, "test_score": o.test_score,
+        "failed": int(not math.isfinite(o.score)), "env_steps": m.num_timesteps, "copied_from": donor,
+        "episodes": len(returns), "mean_episodic_return": float(np.mean(returns)) if returns else None,
+        **{f"hp_{k}": v for k, v in o.hp_used.items()},
+        "time_train_s": stats.seconds, "time_rollout_s": stats.rollout_seconds, "time_learn_s": stats.learn_seconds,
+        "time_eval_s": o.eval_s, "time_select_s": timing["select"], "time_exchange_s": timing["exchange"],
+        "time_generation_s": timing["generation"],
+        "env_steps_per_s": r.cfg.steps_per_generation / stats.seconds if stats.seconds > 0 else None,
+    }
+
+
+def _generation_row(r: Run, gen: int, pop: Population, rows: Sequence[Mapping[str, Any]],
+                    total: int) -> dict[str, Any]:
+    best, mean, worst = _stats(pop.scores)
+    tbest, tmean, tworst = _stats([t for t in pop.tests if t is not None])
+    chosen = best_member(pop.selection) if not all(math.isnan(s) for s in pop.selection) else -1
+    return {
+        "generation": gen, "env_steps": int(rows[0]["env_steps"]), "total_env_steps": total,
+        "best_score": best, "mean_score": mean, "worst_score": worst, "best_member": chosen,
+        "best_member_score": pop.scores[chosen] if chosen >= 0 else None,
+        "best_member_test_score": pop.tests[chosen] if chosen >= 0 else None,
+        "best_test_score": tbest, "mean_test_score": tmean, "worst_test_score": tworst,
+        "n_exploits": len(pop.decisions), "n_failed": sum(1 for s in pop.scores if not math.isfinite(s)),
+        "wall_s": time.perf_counter() - r.t_run0,
+        "exchange_ms_max": 1000 * max(float(x["time_exchange_s"]) for x in rows),
+        "generation_s_max": max(float(x["time_generation_s"]) for x in rows),
+    }
+
+
+def _save_periodic_models(r: Run, gen: int) -> None:
+    save_every = getattr(r.cfg, "save_every", 0)
+    if r.baseline and save_every and (gen + 1) % save_every == 0 and gen + 1 < r.cfg.generations:
+        for s in r.slots:
+            m = s.member
+            m.save_model(r.cfg.run_dir / "models" / f"member_{m.index:03d}_steps_{m.num_timesteps}.zip")
+
+
+def _population_from_checkpoint(directory: Path) -> Population:
+    population = json.loads((directory / "population.json").read_text())
+    scores = [math.nan if v is None else float(v) for v in population["scores"]]
+    tests = list(population.get("test_scores") or [None] * len(scores))
+    sel = [math.nan if v is None else float(v) for v in population.get("selection_scores", scores)]
+    return Population(scores, tests, sel, [])
+
+
+def _close(r: Run) -> None:
+    for w in r.writers.values():
+        w.close()
+    for s in r.slots:
+        s.tb.close()
+        s.member.close()
+    r.pop_tb.close()
 
 
 def _inject_fault(member: Member, rank: int, generation: int) -> None:
@@ -448,85 +681,79 @@ def _log_member_tb(tb: TensorBoard, member: Member, stats: Any, row: Mapping[str
     tb.scalars(values, step=step)
 
 
-def _print_generation(cfg: PBTConfig, g: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
+def _print_generation(r: Run, g: Mapping[str, Any]) -> None:
+    """One line per generation: scores, env steps, throughput and an ETA for the whole run."""
     def f(v: Any) -> str:
         return "nan" if v is None else f"{v:.2f}"
 
-    print(f"gen {g['generation'] + 1:>3}/{cfg.generations} | best {f(g['best_score'])} "
-          f"mean {f(g['mean_score'])} worst {f(g['worst_score'])} | steps/member {g['env_steps']} | "
-          f"wall {g['wall_s']:.1f}s | exchange {g['exchange_ms_max']:.1f} ms | exploits {g['n_exploits']}",
-          flush=True)
+    cfg, done = r.cfg, g["generation"] + 1
+    recent = r.gen_seconds[-5:]
+    per_gen = sum(recent) / len(recent) if recent else 0.0
+    rate = r.n * cfg.steps_per_generation / per_gen if per_gen > 0 else 0.0
+    eta = per_gen * (cfg.generations - done)
+    print(f"gen {done:>3}/{cfg.generations} | best {f(g['best_score'])} mean {f(g['mean_score'])} "
+          f"worst {f(g['worst_score'])} | steps/member {g['env_steps']} | {rate:,.0f} env-steps/s | "
+          f"wall {g['wall_s']:.1f}s ETA {_fmt_eta(eta)} | exchange {g['exchange_ms_max']:.1f} ms | "
+          f"exploits {g['n_exploits']}", flush=True)
 
 
-def _checkpoint(cfg: CommonConfig, comm: Any, member: Member, generation: int, meta: Mapping[str, Any],
-                scores: Sequence[float], tests: Sequence[float | None], selection: Sequence[float], wall: float,
-                log: JsonlWriter | None) -> float:
-    """Two-phase checkpoint of the population after ``generation`` completed generations.
-
-    Returns this rank's seconds (its member's files; the per-generation maximum and sizes go to
-    ``checkpoints.jsonl``)."""
-    directory = ckpt.gen_dir(cfg.run_dir, generation)
-    size, seconds = ckpt.write_member(directory, member)
-    sizes = comm.gather((size, seconds), root=0)
-    comm.Barrier()  # phase 1 done on every rank
-    if comm.Get_rank() == 0:
-        assert sizes is not None
-        if os.environ.get("EVO_FAULT") == f"manifest:0:{generation - 1}":  # test hook: rank 0 alone fails
-            raise ckpt.CheckpointError(f"injected fault: cannot write the manifest of {directory}")
-        ckpt.write_manifest(directory, generation, comm.Get_size(), meta,
-                            {"generation": generation, "scores": [_nan_none(v) for v in scores],
-                             "test_scores": [_nan_none(v) for v in tests],
-                             "selection_scores": [_nan_none(v) for v in selection], "wall_s": wall})
-        ckpt.prune(cfg.run_dir)
-        if log is not None:
-            log.write([{"generation": generation - 1, "completed_generations": generation,
-                        "bytes_total": sum(s for s, _ in sizes), "bytes_per_member": sizes[0][0],
-                        "seconds_max": max(t for _, t in sizes)}])
-    return seconds
+def _fmt_eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _finish(cfg: PBTConfig, comm: Any, member: Member, tb: TensorBoard, scores: Sequence[float],
-            tests: Sequence[float | None], selection: Sequence[float], hparams: HParams | None, wall: float) -> None:
-    """Save the best member's model, HParams entries and a summary.
+def _finish(r: Run, pop: Population | None, wall: float) -> None:
+    """Save the best member's model, HParams entries, a final evaluation on unseen episodes, and
+    a summary.
 
     "Best" ranks on the score selection uses (``--select-on``). The HParams entry pairs each
     member's final score with the hyperparameters it trained the final generation with (not
     the ones it explored to after the final exploit).
     """
-    rank = comm.Get_rank()
-    if selection and not all(math.isnan(s) for s in selection):
-        best = best_member(selection)
-        if rank == best:
-            member.save_model(cfg.run_dir / "best_model.zip")
-    else:
-        best = -1
-    if cfg.strategy == "baseline":
-        member.save_model(cfg.run_dir / "models" / f"final_member_{rank:03d}.zip")
-    score = scores[rank] if scores else math.nan
-    metrics = {"hparams/final_score": score}
-    if tests and tests[rank] is not None:
-        metrics["hparams/final_test_score"] = float(tests[rank])
-    tb.hparams(hparams if hparams is not None else member.hparams, metrics, run_name=".")
+    cfg, comm = r.cfg, r.comm
+    best = -1
+    if r.rank == 0 and pop is not None and pop.selection and not all(math.isnan(s) for s in pop.selection):
+        best = best_member(pop.selection)
+    best, scores, tests = comm.bcast((best, pop.scores if pop else [], pop.tests if pop else []), root=0)
     # Scores on fresh episodes that no selection ever saw: the selected member's last score is
     # biased upwards (it won on those very episodes); this one is not.
     final_seed = seeds.final_eval_seed(cfg.seed)
-    final = comm.gather(member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, final_seed), root=0)
-    if rank == 0:
-        assert final is not None
-        write_json(cfg.run_dir / "summary.json", {
-            "generations": cfg.generations, "world_size": comm.Get_size(), "best_member": best,
-            "select_on": getattr(cfg, "select_on", "train"),
-            "best_score": scores[best] if best >= 0 else None,
-            "best_test_score": _nan_none(tests[best]) if best >= 0 and tests and tests[best] is not None else None,
-            "final_scores": [_nan_none(s) for s in scores],
-            "final_test_scores": [_nan_none(t) for t in tests], "env_steps_per_member": member.num_timesteps,
-            "final_eval": {"scores": [_nan_none(v) for v in final], "episodes": cfg.eval_episodes,
-                           "seed": final_seed, "paired": True,
-                           "note": "fresh episodes never used for selection (same episodes for every member)"},
-            "wall_s": wall, "strategy": cfg.strategy,
-        })
-        if cfg.verbose and best >= 0:
-            print(f"done: best member {best} score {scores[best]:.2f}; outputs in {cfg.run_dir}", flush=True)
+    finals = []
+    for s in r.slots:
+        m = s.member
+        if m.index == best:
+            m.save_model(cfg.run_dir / "best_model.zip")
+        if r.baseline:
+            m.save_model(cfg.run_dir / "models" / f"final_member_{m.index:03d}.zip")
+        metrics = {"hparams/final_score": scores[m.index] if scores else math.nan}
+        if tests and tests[m.index] is not None:
+            metrics["hparams/final_test_score"] = float(tests[m.index])
+        hp = pop.hparams[m.index] if pop is not None and pop.hparams else m.hparams
+        s.tb.hparams(hp if r.rank == 0 and pop is not None else m.hparams, metrics, run_name=".")
+        finals.append((m.index, m.evaluate(cfg.eval_episodes, cfg.deterministic_eval, final_seed)))
+    gathered = comm.gather(finals, root=0)
+    if r.rank != 0:
+        return
+    final = [v for _, v in sorted(x for part in gathered for x in part)]
+    write_json(cfg.run_dir / "summary.json", {
+        "generations": cfg.generations, "world_size": comm.Get_size(), "num_agents": r.n, "best_member": best,
+        "select_on": getattr(cfg, "select_on", "train"),
+        "best_score": scores[best] if best >= 0 else None,
+        "best_test_score": _nan_none(tests[best]) if best >= 0 and tests and tests[best] is not None else None,
+        "final_scores": [_nan_none(s) for s in scores], "final_test_scores": [_nan_none(t) for t in tests],
+        "env_steps_per_member": r.slots[0].member.num_timesteps,
+        "final_eval": {"scores": [_nan_none(v) for v in final], "episodes": cfg.eval_episodes, "seed": final_seed,
+                       "paired": True,
+                       "note": "fresh episodes never used for selection (the same episodes for every member)"},
+        "wall_s": wall, "strategy": cfg.strategy,
+    })
+    if cfg.verbose and best >= 0:
+        print(f"done: best member {best} score {scores[best]:.2f} (on unseen episodes: {final[best]:.2f}); "
+              f"outputs in {cfg.run_dir}", flush=True)
 
 
 def _nan_none(v: float | None) -> float | None:

@@ -46,7 +46,7 @@ BAD = [
     (["--env-id", "NoSuchEnv-v9"], "unknown env id"),
     (["--env-id", "procgen-bigfsh"], "unknown ProcGen game"),
     (["--env-id", "bigfish", "--distribution-mode", "extreme"], "has no 'extreme' mode"),
-    (["--num-agents", "3"], "does not match the MPI world size 2"),
+    (["--num-agents", "1"], "smaller than the MPI world size 2"),
     (["--generations", "0"], "--generations must be > 0"),
     (["--steps-per-generation", "0"], "--steps-per-generation must be > 0"),
     (["--n-envs", "0"], "--n-envs must be > 0"),
