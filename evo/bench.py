@@ -726,6 +726,62 @@ def cmd_transport(ns: argparse.Namespace) -> None:
 
 
 # -- command line ---------------------------------------------------------------------------
+# -- paired vs unpaired evaluation ----------------------------------------------------------------
+def bottom_agreement(first: Sequence[float], second: Sequence[float], k: int) -> float:
+    """Share of the bottom-``k`` members of ``first`` that are also in the bottom ``k`` of ``second``."""
+    from evo.selection import rank_members
+
+    a, b = set(rank_members(first)[-k:]), set(rank_members(second)[-k:])
+    return len(a & b) / k
+
+
+def cmd_agreement(ns: argparse.Namespace) -> None:
+    """Load every member of a finished run and evaluate the population twice, independently, many
+    times over: how often do two evaluations agree on who is in the bottom quantile (whom
+    truncation replaces), with paired episodes (one seed set per evaluation, shared by every
+    member) and unpaired (a seed set per member)?"""
+    import json
+
+    from evo import checkpoint as ckpt
+    from evo import seeds
+    from evo.config import PBTConfig
+    from evo.member import Member
+    from evo.selection import truncation_size
+
+    run = Path(ns.run)
+    saved = json.loads((run / "config.json").read_text())
+    cfg = PBTConfig(**{k: v for k, v in saved["config"].items() if k in PBTConfig.__dataclass_fields__})
+    directory = ckpt.find_latest(run)
+    n = int(cfg.num_agents or saved["world_size"])
+    members = []
+    for i in range(n):
+        meta = json.loads((directory / f"member_{i:03d}.json").read_text())
+        m = Member(cfg, meta["hparams"], index=i)
+        ckpt.load_member(directory, m)
+        members.append(m)
+    k = truncation_size(n, ns.quantile)
+    det = bool(saved.get("deterministic_eval", True))
+    out: list[dict[str, Any]] = []
+    for mode in ("paired", "unpaired"):
+        agree, exact = [], 0
+        for trial in range(ns.trials):
+            evals = []
+            for rep in range(2):
+                key = 1000 + 2 * trial + rep  # evaluation "generations" no run ever used
+                evals.append([m.evaluate(ns.episodes, det, seeds.eval_seed(cfg.seed, key, m.index,
+                                                                           paired=mode == "paired"))
+                              for m in members])
+            share = bottom_agreement(evals[0], evals[1], k)
+            agree.append(share)
+            exact += int(share == 1.0)
+        out.append({"mode": mode, "members": n, "bottom_k": k, "episodes": ns.episodes, "trials": ns.trials,
+                    "mean_overlap": sum(agree) / len(agree), "same_bottom_set": exact / ns.trials})
+    cols = ["mode", "members", "bottom_k", "episodes", "trials", "mean_overlap", "same_bottom_set"]
+    print(f"bottom-quantile agreement between two independent evaluations of {run}")
+    print(table(out, cols))
+    write_outputs(Path(ns.out), "agreement", out, cols, {"run": str(run), "deterministic_eval": det})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evo.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -775,6 +831,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--eval-episodes", type=int, default=2)
     sp.add_argument("--threads", type=int, default=0, help="torch threads (0 = evo's default)")
 
+    sp = sub.add_parser("agreement", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        help="paired vs unpaired evaluation: agreement on the bottom quantile of a trained run")
+    sp.add_argument("run", help="a finished PBT run directory (its newest checkpoint is evaluated)")
+    sp.add_argument("--episodes", type=int, default=10, help="episodes per evaluation")
+    sp.add_argument("--trials", type=int, default=20, help="pairs of independent evaluations")
+    sp.add_argument("--quantile", type=float, default=0.25, help="bottom quantile (as truncation)")
+    sp.add_argument("--out", default="bench_out", help="output folder")
     sp = sub.add_parser("transport", help="sync exchange vs the async hub on synthetic members, against world size")
     sp.add_argument("--out", default="bench_out", help="output folder (CSV, JSON, PNG); default bench_out")
     sp.add_argument("--timeout", type=float, default=900, help="seconds per mpiexec launch (one per world size); "
@@ -811,7 +874,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return transport_worker(ns)
     commands: dict[str, Callable[[argparse.Namespace], Any]] = {
         "exchange": cmd_exchange, "scaling": cmd_scaling, "micro": cmd_micro,
-        "member-vs-baseline": cmd_member_vs_baseline, "transport": cmd_transport}
+        "member-vs-baseline": cmd_member_vs_baseline, "transport": cmd_transport,
+        "agreement": cmd_agreement}
     commands[ns.cmd](ns)
     return 0
 

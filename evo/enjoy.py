@@ -1,0 +1,534 @@
+"""Watch a trained agent play: ``python -m evo.enjoy RUN_DIR`` (the RL Zoo's ``enjoy``).
+
+Loads a model from a run directory (``<log-dir>/<exp-name>``) and plays it on the run's env in
+one process (no MPI), printing one line per episode and a mean; ``--gif`` / ``--mp4`` record it.
+
+Which model:
+
+* default: ``best_model.zip``, the run's final best member;
+* ``--member K``: member K of the newest complete checkpoint (``checkpoints/gen_NNNNNN/member_KKK.zip``,
+  complete = it has a ``manifest.json``); in a baseline run, seed K's final model
+  ``models/final_member_KKK.zip`` if there is one;
+* ``--generation G --member K``: member K of the checkpoint after generation G (only the two
+  newest checkpoints are kept).
+
+The env, its ProcGen level options, the seed, the evaluation mode (deterministic or sampled
+actions) and the algorithm (``config.algo``, default PPO) come from the run's ``config.json``.
+A ``VecNormalize`` statistics file next to the model (same stem + ``.vecnormalize.pkl``) is
+loaded frozen, with raw rewards, so the printed returns are the env's own.
+
+Frames. One frame per step: the screen the agent chose that step's action on (Gymnasium:
+``env.render()`` with ``render_mode="rgb_array"``, at ``--scale`` 1 by default; ProcGen: the 64x64
+observation the agent sees, ``--scale`` 4 by default). So the number of frames recorded is the
+number of steps played, at most ``--max-frames``; the screen after an episode's last action is
+not shown (vectorised envs reset at once, and ProcGen never exposes it). Once ``--max-frames``
+frames are recorded, the episodes are still played to the end (their returns stay exact) but no
+longer recorded.
+
+* MP4 keeps every frame, at ``--fps`` (needs imageio-ffmpeg or PyAV: ``pip install 'evo[video]'``);
+  a frame with an odd height or width gets one edge row or column repeated (H.264 needs even sizes).
+* GIF (imageio's pillow plugin): each frame shows for ``round(100 / fps)`` hundredths of a second,
+  at least 2 (GIF's time unit; 30 fps is shown as 3/100 s, at most 50 fps). Pillow stores a run of identical consecutive
+  frames as one frame that shows for their summed time, so a GIF may hold fewer frames than
+  were recorded; its total duration is always frames recorded x the frame time.
+
+Files are written to a temporary file beside the target, then renamed; parent folders are created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evo.errors import ConfigError, EvoError
+
+PROG = "python -m evo.enjoy"
+DESCRIPTION = "Play a trained agent from an evo run directory, and optionally record it as a GIF or MP4."
+
+ALGOS = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "dqn": "DQN"}
+"""``config.algo`` -> the stable_baselines3 class that loads its models."""
+
+VECNORMALIZE_SUFFIX = ".vecnormalize.pkl"
+VIDEO_HINT = "pip install 'evo[video]'"
+
+
+# -- command line -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run to play (<log-dir>/<exp-name>)")
+    p.add_argument("--member", type=int, default=None,
+                   help="play member K from the newest complete checkpoint (baseline runs: seed K's final model) "
+                        "instead of best_model.zip")
+    p.add_argument("--generation", type=int, default=None,
+                   help="with --member: take the member from the checkpoint after generation G")
+    p.add_argument("--episodes", type=int, default=3, help="episodes to play (default: 3)")
+    p.add_argument("--seed", type=int, default=None, help="env and action seed (default: the run's seed)")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                   help="pick the most likely action (default: the run's evaluation mode)")
+    p.add_argument("--test-levels", action="store_true",
+                   help="ProcGen: play held-out levels (outside the run's training levels)")
+    p.add_argument("--gif", metavar="FILE", default=None, help="record the frames as an animated GIF")
+    p.add_argument("--mp4", metavar="FILE", default=None, help=f"record the frames as an MP4 ({VIDEO_HINT})")
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second of the recording (default: 30)")
+    p.add_argument("--scale", type=int, default=None,
+                   help="integer upscaling of the frames (default: 4 for ProcGen's 64x64 frames, else 1)")
+    p.add_argument("--max-frames", type=int, default=3000,
+                   help="record at most this many frames (default: 3000); play continues unrecorded")
+    p.add_argument("--device", default="cpu", help="torch device of the model (default: cpu)")
+
+    def error(message: str) -> Any:
+        raise ConfigError(message)
+
+    p.error = error  # type: ignore[method-assign]
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.member is not None and args.member < 0:
+        raise ConfigError(f"--member must be >= 0, got {args.member}")
+    if args.generation is not None:
+        if args.member is None:
+            raise ConfigError("--generation needs --member K (which member of that checkpoint to play)")
+        if args.generation < 0:
+            raise ConfigError(f"--generation must be >= 0, got {args.generation}")
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        raise ConfigError(f"--fps must be > 0, got {args.fps}")
+    if args.scale is not None and args.scale < 1:
+        raise ConfigError(f"--scale must be an integer >= 1, got {args.scale}")
+    if args.max_frames < 1:
+        raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.gif is not None and args.mp4 is not None and Path(args.gif).resolve() == Path(args.mp4).resolve():
+        raise ConfigError("--gif and --mp4 name the same file")
+
+
+# -- the run directory ------------------------------------------------------------------------------
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The run's whole ``config.json``; a :class:`ConfigError` if ``run_dir`` is not a run."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(f"no such run directory: {path}")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        inner = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
+        hint = f"; it contains run directories: {', '.join(inner[:5])}{', ...' if len(inner) > 5 else ''}" \
+            if inner else ""
+        raise ConfigError(f"{path} is not an evo run directory (no config.json){hint}")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{config_path} is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "env_id" not in meta["config"]:
+        raise ConfigError(f"{config_path} has no config.env_id: not an evo run's config")
+    return meta
+
+
+def complete_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """Generation -> folder of every checkpoint that has its manifest."""
+    from evo.checkpoint import MANIFEST
+
+    root = run_dir / "checkpoints"
+    found: dict[int, Path] = {}
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and d.name.startswith("gen_") and d.name[4:].isdigit() and (d / MANIFEST).is_file():
+                found[int(d.name[4:])] = d
+    return found
+
+
+def _final_models(run_dir: Path) -> list[int]:
+    models = run_dir / "models"
+    if not models.is_dir():
+        return []
+    out = []
+    for p in models.glob("final_member_*.zip"):
+        stem = p.stem[len("final_member_"):]
+        if stem.isdigit():
+            out.append(int(stem))
+    return sorted(out)
+
+
+def choose_model(run_dir: Path, meta: dict[str, Any], member: int | None, generation: int | None) -> tuple[Path, str]:
+    """(model zip, what it is in words) for the requested member; a :class:`ConfigError` if absent."""
+    cfg = meta["config"]
+    baseline = cfg.get("strategy") == "baseline"
+    finals = _final_models(run_dir) if baseline else []
+    if member is None:
+        best = run_dir / "best_model.zip"
+        if best.is_file():
+            return best, "best model"
+        raise ConfigError(f"{run_dir} has no best_model.zip (the run has not finished?); "
+                          f"play a member of its newest checkpoint with --member K")
+    if generation is None and member in finals:
+        return run_dir / "models" / f"final_member_{member:03d}.zip", f"final model of seed {member}"
+    gens = complete_checkpoints(run_dir)
+    if not gens:
+        extra = f"; final models of seeds {', '.join(map(str, finals))} are in models/" if finals else ""
+        raise ConfigError(f"{run_dir} has no complete checkpoint (checkpoints/gen_*/manifest.json){extra}")
+    if generation is None:
+        generation = max(gens)
+    elif generation not in gens:
+        raise ConfigError(f"no complete checkpoint of generation {generation} in {run_dir / 'checkpoints'}; "
+                          f"available: {', '.join(map(str, sorted(gens)))} (only the two newest are kept)")
+    from evo.checkpoint import read_manifest
+
+    directory = gens[generation]
+    size = int(read_manifest(directory)["world_size"])
+    if member >= size:
+        raise ConfigError(f"--member {member} is out of range: the run has {size} member(s), 0 to {size - 1}")
+    path = directory / f"member_{member:03d}.zip"
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {directory} has no {path.name}")
+    return path, f"member {member} of generation {generation}"
+
+
+def vecnormalize_file(model_path: Path) -> Path:
+    """Where the ``VecNormalize`` statistics of ``model_path`` are kept, if it has any."""
+    return model_path.with_name(model_path.stem + VECNORMALIZE_SUFFIX)
+
+
+def algo_class(cfg: dict[str, Any]) -> Any:
+    """The stable_baselines3 class of the run's algorithm (``config.algo``, default ``ppo``)."""
+    name = str(cfg.get("algo") or "ppo").lower()
+    if name not in ALGOS:
+        raise ConfigError(f"the run's algorithm {name!r} is not one enjoy can load (known: {', '.join(ALGOS)})")
+    import stable_baselines3
+
+    return getattr(stable_baselines3, ALGOS[name])
+
+
+def default_deterministic(meta: dict[str, Any]) -> bool:
+    """The run's resolved evaluation mode (``config.json``'s top-level ``deterministic_eval``)."""
+    if "deterministic_eval" in meta:
+        return bool(meta["deterministic_eval"])
+    cfg = meta["config"]
+    if cfg.get("eval_deterministic") is not None:
+        return bool(cfg["eval_deterministic"])
+    from evo.envs import procgen_game
+
+    return procgen_game(str(cfg["env_id"])) is None
+
+
+# -- recording -------------------------------------------------------------------------------------
+def _even(frame: Any) -> Any:
+    """Repeat the last row / column of ``frame`` where its height / width is odd (H.264 needs even)."""
+    import numpy as np
+
+    h, w = frame.shape[:2]
+    if h % 2 or w % 2:
+        frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return frame
+
+
+def mp4_backend() -> str:
+    """``"ffmpeg"`` (imageio-ffmpeg) or ``"pyav"`` (PyAV), whichever works; else a :class:`ConfigError`."""
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+        return "ffmpeg"
+    except Exception:  # not installed, or an install that cannot start (old versions need pkg_resources)
+        pass
+    try:
+        import av  # noqa: F401
+
+        return "pyav"
+    except Exception:
+        pass
+    raise ConfigError(f"--mp4 needs imageio-ffmpeg (or PyAV): {VIDEO_HINT}")
+
+
+class _Mp4Writer:
+    def __init__(self, path: Path, fps: float, backend: str) -> None:
+        import imageio
+
+        self.backend = backend
+        if backend == "ffmpeg":
+            self._w: Any = imageio.v2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                                 pixelformat="yuv420p", macro_block_size=1,
+                                                 ffmpeg_log_level="error")
+        else:
+            self._w = imageio.v3.imopen(path, "w", plugin="pyav")
+            self._w.init_video_stream("libx264", fps=fps)
+
+    def add(self, frame: Any) -> None:
+        if self.backend == "ffmpeg":
+            self._w.append_data(_even(frame))
+        else:
+            self._w.write_frame(_even(frame))
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class _GifWriter:
+    def __init__(self, path: Path, fps: float) -> None:
+        import imageio
+
+        self.delay_ms = 10 * max(2, round(100 / fps))  # viewers show shorter GIF delays as 1/10 s
+        self._w: Any = imageio.v3.imopen(path, "w", plugin="pillow", extension=".gif")
+
+    def add(self, frame: Any) -> None:
+        # bits=8: imageio keeps the frame quantised to 256 colours (what a GIF stores anyway), not as RGB.
+        self._w.write(frame, is_batch=False, duration=self.delay_ms, loop=0, bits=8)
+
+    def close(self) -> None:
+        self._w.close()
+
+
+@dataclass
+class _Output:
+    kind: str  # "gif" or "mp4"
+    path: Path
+    tmp: Path
+    writer: Any = None
+
+
+def gif_frame_count(path: Path) -> int:
+    """Frames stored in a GIF (Pillow merges identical consecutive frames, so maybe fewer than written)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return int(getattr(im, "n_frames", 1))
+
+
+class Recorder:
+    """Collects frames (upscaled by ``scale``) into GIF / MP4 files written atomically on :meth:`finish`."""
+
+    def __init__(self, gif: str | None, mp4: str | None, fps: float, scale: int, max_frames: int) -> None:
+        self.fps = fps
+        self.scale = scale
+        self.max_frames = max_frames
+        self.frames = 0
+        self.size: tuple[int, int] | None = None
+        self._mp4_backend = mp4_backend() if mp4 is not None else None
+        self.outputs: list[_Output] = []
+        for kind, name in (("gif", gif), ("mp4", mp4)):
+            if name is not None:
+                path = Path(name)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.{kind}")
+                self.outputs.append(_Output(kind, path, tmp))
+
+    @property
+    def full(self) -> bool:
+        return self.frames >= self.max_frames
+
+    def add(self, frame: Any) -> None:
+        import numpy as np
+
+        if frame is None:
+            raise ConfigError("the env renders no rgb_array frames, so --gif/--mp4 cannot record it")
+        frame = np.asarray(frame)
+        if frame.ndim == 2:
+            frame = np.stack([frame] * 3, axis=-1)
+        frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+        if self.scale > 1:
+            frame = frame.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+        if self.frames == 0:
+            self.size = (int(frame.shape[0]), int(frame.shape[1]))
+            for out in self.outputs:
+                out.path.parent.mkdir(parents=True, exist_ok=True)
+                out.writer = _GifWriter(out.tmp, self.fps) if out.kind == "gif" else \
+                    _Mp4Writer(out.tmp, self.fps, str(self._mp4_backend))
+        for out in self.outputs:
+            out.writer.add(frame)
+        self.frames += 1
+
+    def finish(self, steps: int) -> list[str]:
+        """Close the files and move them into place; one line of description per file."""
+        from evo.records import atomic_replace
+
+        lines = []
+        for out in self.outputs:
+            if out.writer is None:
+                continue
+            out.writer.close()
+            atomic_replace(out.tmp, out.path)
+            assert self.size is not None
+            h, w = self.size
+            if out.kind == "gif":
+                stored = gif_frame_count(out.path)
+                merged = f"; {stored} stored, identical consecutive frames merged" if stored != self.frames else ""
+                rate = f"{100 / (out.writer.delay_ms / 10):.4g} fps (GIF frame time {out.writer.delay_ms} ms{merged})"
+            else:
+                rate = f"{self.fps:.4g} fps"
+            capped = f", the first {self.frames} of {steps} steps (--max-frames)" if steps > self.frames else ""
+            lines.append(f"wrote {out.path}: {self.frames} frames of {h}x{w} at {rate}{capped}")
+        return lines
+
+    def discard(self) -> None:
+        """Drop unfinished files (after an error)."""
+        for out in self.outputs:
+            if out.writer is not None:
+                try:
+                    out.writer.close()
+                except Exception:
+                    pass
+            out.tmp.unlink(missing_ok=True)
+
+
+# -- playing ---------------------------------------------------------------------------------------
+def make_env(cfg: dict[str, Any], seed: int, *, render: bool, test_levels: bool) -> Any:
+    """One env of the run's kind, as a VecEnv; ``render``: Gymnasium envs render rgb_array frames."""
+    from evo.envs import EnvSpec, check_env, make_vec_env
+
+    spec = EnvSpec(str(cfg["env_id"]), int(cfg.get("num_levels", 0)), int(cfg.get("start_level", 0)),
+                   str(cfg.get("distribution_mode", "easy")))
+    check_env(spec)
+    if spec.is_procgen:  # ProcGen's frames are its observations
+        return make_vec_env(spec, 1, seed, test_levels=test_levels)
+    if test_levels:
+        raise ConfigError("--test-levels needs a ProcGen run (held-out levels are a ProcGen notion)")
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    kwargs = {"render_mode": "rgb_array"} if render else None
+    return sb3_make_vec_env(spec.env_id, n_envs=1, seed=seed, vec_env_cls=DummyVecEnv, env_kwargs=kwargs)
+
+
+def grab_frame(venv: Any) -> Any:
+    """The env's current screen; a :class:`ConfigError` if rendering needs a package that is missing."""
+    from gymnasium.error import DependencyNotInstalled
+
+    try:
+        return venv.get_images()[0]
+    except (ImportError, DependencyNotInstalled) as exc:
+        raise ConfigError(f"cannot render the env: {exc}") from None
+
+
+@dataclass
+class Tally:
+    """What has been played so far (kept up to date, so an interrupted play still reports)."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    steps: int = 0
+
+
+def play(model: Any, venv: Any, episodes: int, deterministic: bool, recorder: Recorder | None,
+         emit: Callable[[str], None], tally: Tally) -> None:
+    """Play ``episodes`` episodes on the 1-env ``venv``; record a frame before every action."""
+    import numpy as np
+
+    obs = venv.reset()
+    state = None
+    episode_start = np.ones((1,), dtype=bool)
+    ep_return, ep_length = 0.0, 0
+    while len(tally.returns) < episodes:
+        if recorder is not None and not recorder.full:
+            recorder.add(grab_frame(venv))
+        action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        obs, rewards, dones, _ = venv.step(action)
+        ep_return += float(rewards[0])
+        ep_length += 1
+        tally.steps += 1
+        episode_start = np.asarray(dones, dtype=bool)
+        if dones[0]:
+            tally.returns.append(ep_return)
+            tally.lengths.append(ep_length)
+            emit(f"episode {len(tally.returns)}/{episodes}: return {ep_return:.2f}, length {ep_length}")
+            ep_return, ep_length = 0.0, 0
+
+
+def enjoy(args: argparse.Namespace) -> int:
+    check_args(args)
+    run_dir = Path(args.run_dir)
+    meta = read_run(run_dir)
+    cfg = meta["config"]
+    model_path, what = choose_model(run_dir, meta, args.member, args.generation)
+    cls = algo_class(cfg)
+    seed = int(args.seed if args.seed is not None else cfg.get("seed", 0))
+    deterministic = default_deterministic(meta) if args.deterministic is None else bool(args.deterministic)
+    from evo.envs import procgen_game
+
+    procgen = procgen_game(str(cfg["env_id"])) is not None
+    recorder = None
+    if args.gif is not None or args.mp4 is not None:
+        scale = args.scale if args.scale is not None else (4 if procgen else 1)
+        recorder = Recorder(args.gif, args.mp4, args.fps, scale, args.max_frames)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame-rendered envs: no sound device, no warning
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    import numpy as np
+    import torch
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one observation at a time: more threads only add overhead
+    venv = None
+    try:
+        venv = make_env(cfg, seed, render=recorder is not None, test_levels=args.test_levels)
+        stats = vecnormalize_file(model_path)
+        if stats.is_file():
+            venv = VecNormalize.load(str(stats), venv)
+            venv.training = False
+            venv.norm_reward = False
+        # Schedules are not needed to act; replacing them avoids unpickling closures of another Python.
+        custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
+        model = cls.load(str(model_path), device=args.device, custom_objects=custom)
+        set_random_seed(seed)
+        mode = "deterministic" if deterministic else "sampled"
+        norm = f", VecNormalize statistics {stats.name}" if stats.is_file() else ""
+        levels = ", held-out levels" if args.test_levels else ""
+        print(f"{what} of {run_dir} ({model_path.name}): {cfg['env_id']}{levels}, {cls.__name__}, seed {seed}, "
+              f"{mode} actions{norm}", flush=True)
+        code = 0
+        tally = Tally()
+        try:
+            play(model, venv, args.episodes, deterministic, recorder, lambda line: print(line, flush=True), tally)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted after {tally.steps} steps", file=sys.stderr, flush=True)
+            code = 130
+        if tally.returns:
+            print(f"mean return {np.mean(tally.returns):.2f} +- {np.std(tally.returns):.2f} over "
+                  f"{len(tally.returns)} episode(s), mean length {np.mean(tally.lengths):.1f}", flush=True)
+        if recorder is not None:
+            for line in recorder.finish(tally.steps):
+                print(line, flush=True)
+        return code
+    except BaseException:
+        if recorder is not None:
+            recorder.discard()
+        raise
+    finally:
+        if venv is not None:
+            venv.close()
+        torch.set_num_threads(threads)
+
+
+def guard(body: Callable[[], int], prog: str = PROG) -> int:
+    """Bad input: one line and its exit code (2). A crash: one line and 1 (``EVO_TRACEBACK=1``: traceback)."""
+    try:
+        return body()
+    except EvoError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("EVO_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"{prog}: error: {type(exc).__name__}: {msg} (set EVO_TRACEBACK=1 for the traceback)",
+              file=sys.stderr, flush=True)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return guard(lambda: enjoy(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
