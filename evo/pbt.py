@@ -247,6 +247,8 @@ class Run:
     pb2_history: list[Observation] = field(default_factory=list)
     """(rank 0, ``--explore pb2``) every member's change in score per generation, for PB2's GP."""
     pb2_start: dict[int, float] = field(default_factory=dict)
+    final_eval: dict[int, float] = field(default_factory=dict)
+    """This rank's members scored on unseen episodes, before the last exploit."""
 
     @property
     def rank(self) -> int:
@@ -297,6 +299,15 @@ def evaluate_phase(r: Run, gen: int, outcomes: list[Outcome]) -> None:
             test_seed = seeds.eval_seed(cfg.seed, gen, m.index, paired=cfg.paired_eval, test_levels=True)
             o.test_score = m.evaluate(cfg.eval_episodes, cfg.deterministic_eval, test_seed, test_levels=True)
         o.eval_s = time.perf_counter() - t0
+
+
+def final_eval_phase(r: Run) -> None:
+    """Score every member on fresh episodes that no selection ever saw (the same for all members).
+    Runs before the final generation's exchange, so each member is still itself; it only reads."""
+    cfg = r.cfg
+    final_seed = seeds.final_eval_seed(cfg.seed)
+    r.final_eval = {s.index: s.member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, final_seed)
+                    for s in r.slots}
 
 
 def select_phase(r: Run, gen: int, outcomes: list[Outcome]) -> tuple[Population | None, Any]:
@@ -461,6 +472,8 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
                 exit_code = EXIT_PREEMPTED  # this generation is dropped; the last checkpoint stands
                 break
             evaluate_phase(r, gen, outcomes)
+            if gen + 1 == cfg.generations:  # before the last exploit turns losers into copies of winners
+                final_eval_phase(r)
             t_sel = time.perf_counter()
             pop, mine = select_phase(r, gen, outcomes)
             t_ex = time.perf_counter()
@@ -534,6 +547,7 @@ def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | No
             "rollout_size": cfg.rollout_size, "search_space": settings["search_space"],
             "initial_hparams_rank0": dict(members[0].hparams),
             "env_state_checkpointed": members[0].env_state() is not None, "resumes": [],
+            "random_policy": _random_policy(cfg),
         })
     comm.Barrier()
     r = Run(cfg, comm, space, [], STOP.install(), None, schedule, expected)
@@ -554,6 +568,15 @@ def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | No
         r.t_run0 -= comm_mod.root_decides(comm, lambda: float(json.loads(
             (Path(resume_dir) / "population.json").read_text()).get("wall_s", 0.0)))
     return r, resume_dir, start_gen
+
+
+def _random_policy(cfg: PBTConfig) -> dict[str, Any]:
+    """The mean return of a uniformly random policy on generation 0's evaluation episodes: the
+    reference that tells at once whether anything learned (at least 10 episodes)."""
+    from evo.reference import random_policy_score
+
+    episodes = max(10, cfg.eval_episodes)
+    return {"score": random_policy_score(cfg.to_dict(), episodes, cfg.seed), "episodes": episodes}
 
 
 def _open_writers(r: Run, threads: int, start_gen: int, resumed: bool) -> None:
@@ -722,6 +745,8 @@ def _finish(r: Run, pop: Population | None, wall: float) -> None:
     # Scores on fresh episodes that no selection ever saw: the selected member's last score is
     # biased upwards (it won on those very episodes); this one is not.
     final_seed = seeds.final_eval_seed(cfg.seed)
+    if not r.final_eval:  # resumed after the final checkpoint: the members as they are now
+        final_eval_phase(r)
     finals = []
     for s in r.slots:
         m = s.member
@@ -734,7 +759,7 @@ def _finish(r: Run, pop: Population | None, wall: float) -> None:
             metrics["hparams/final_test_score"] = float(tests[m.index])
         hp = pop.hparams[m.index] if pop is not None and pop.hparams else m.hparams
         s.tb.hparams(hp if r.rank == 0 and pop is not None else m.hparams, metrics, run_name=".")
-        finals.append((m.index, m.evaluate(cfg.eval_episodes, cfg.deterministic_eval, final_seed)))
+        finals.append((m.index, r.final_eval[m.index]))
     gathered = comm.gather(finals, root=0)
     if r.rank != 0:
         return
@@ -748,7 +773,8 @@ def _finish(r: Run, pop: Population | None, wall: float) -> None:
         "env_steps_per_member": r.slots[0].member.num_timesteps,
         "final_eval": {"scores": [_nan_none(v) for v in final], "episodes": cfg.eval_episodes, "seed": final_seed,
                        "paired": True,
-                       "note": "fresh episodes never used for selection (the same episodes for every member)"},
+                       "note": "fresh episodes never used for selection (the same episodes for every member), "
+                                    "before the last generation's exploit"},
         "wall_s": wall, "strategy": cfg.strategy,
     })
     if cfg.verbose and best >= 0:

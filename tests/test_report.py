@@ -6,16 +6,20 @@ per test session by :func:`make_tiny_runs` and shared with test_tensorboard_http
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import itertools
 import json
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TINY, run_module, run_mpi
 
+from evo.errors import ConfigError
 from evo.report import Run, hparam_schedule, load_run, winner_ancestry
 
 PBT_GENERATIONS = 3
@@ -72,7 +76,10 @@ def read(path: Path) -> list[dict[str, str]]:
 
 
 def md_table(text: str) -> list[dict[str, str]]:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("|")]
+    """The first Markdown table in ``text`` (its consecutive ``|`` lines)."""
+    all_lines = [ln.strip() for ln in text.splitlines()]
+    start = next(i for i, ln in enumerate(all_lines) if ln.startswith("|"))
+    lines = list(itertools.takewhile(lambda ln: ln.startswith("|"), all_lines[start:]))
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return [dict(zip(header, [c.strip() for c in ln.strip("|").split("|")], strict=True)) for ln in lines[2:]]
 
@@ -91,7 +98,7 @@ def hp_value(text: str) -> int | float:
 def test_report_writes_readable_plots(report: Path) -> None:
     import matplotlib.image
 
-    for name in ("scores.png", "hparams_pbt.png", "lineage_pbt.png"):
+    for name in ("scores.png", "profile.png", "hparams_pbt.png", "lineage_pbt.png"):
         path = report / name
         assert path.is_file() and path.stat().st_size > 5000, name
         img = matplotlib.image.imread(path)
@@ -100,9 +107,10 @@ def test_report_writes_readable_plots(report: Path) -> None:
         assert len(colours) > 20, f"{name} looks blank ({len(colours)} colours)"
         assert float(img[..., :3].std()) > 0.02, name
     summary = (report / "summary.md").read_text()
-    for name in ("scores.png", "hparams_pbt.png", "lineage_pbt.png"):
+    for name in ("scores.png", "profile.png", "hparams_pbt.png", "lineage_pbt.png"):
         assert f"]({name})" in summary
     assert not (report / "hparams_base.png").exists()  # baselines have no schedule to plot
+    assert {"scores.png", "profile.png", "hparams_pbt.png", "lineage_pbt.png"} <= set(check_html_links(report))
 
 
 @pytest.mark.mpi
@@ -116,7 +124,7 @@ def test_summary_table_equals_the_records(report: Path, runs: Path, replay: Path
     assert budget == PBT_GENERATIONS * 256
     text = (report / "summary.md").read_text()
     assert f"**{budget} env steps per member**" in text
-    rows = {r["run"]: r for r in md_table(text)}
+    rows = {r["run"]: r for r in md_section_table(text, "## Per run")}
     assert set(rows) == set(dirs)
     for name in dirs:
         within = [r for r in gens[name] if int(r["env_steps"]) <= budget]
@@ -146,6 +154,36 @@ def test_summary_table_equals_the_records(report: Path, runs: Path, replay: Path
     base = next(s for s in data["runs"] if s["run"] == "base")
     base_scores = [float(r["score"]) for r in members["base"] if int(r["generation"]) == 2]
     assert base["final_mean"] == sum(base_scores) / len(base_scores)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_methods_table_on_real_runs(report: Path, runs: Path) -> None:
+    """One PBT run (n = 1 whatever its 4 members), a 2-seed baseline (n = 2) and a replay, compared at
+    the budget every run was evaluated at, with the selected member's score from generations.csv."""
+    text = (report / "summary.md").read_text()
+    rows = {r["method"]: r for r in md_section_table(text, "## Did PBT beat the baseline?")}
+    assert set(rows) == {"wta", "wta, all members", "baseline (cartpole)", "replay", "random policy (reference)"}
+    assert rows["wta"]["runs (n)"] == "1" and rows["baseline (cartpole)"]["runs (n)"] == "2"
+    assert rows["replay"]["runs (n)"] == "1"
+    budget = str(PBT_GENERATIONS * 256)
+    assert {rows[k]["env steps per member"] for k in ("wta", "baseline (cartpole)", "replay")} == {budget}
+    members = read(runs / "pbt" / "members.csv")
+    best = int(read(runs / "pbt" / "generations.csv")[-1]["best_member"])
+    last = [r for r in members if r["generation"] == str(PBT_GENERATIONS - 1)]
+    final = json.loads((runs / "pbt" / "summary.json").read_text()).get("final_eval")
+    # the budget is the end of the PBT run: its fresh final evaluation counts where the run has one
+    selected = final["scores"][best] if final else next(float(r["score"]) for r in last if int(r["member"]) == best)
+    assert rows["wta"]["IQM [95% CI]"] == f"{selected:.2f} (no CI: n = 1)"
+    population = sum(float(r["score"]) for r in last) / len(last)  # always the members' own evaluation
+    assert rows["wta, all members"]["IQM [95% CI]"] == f"{population:.2f} (no CI: n = 1)"
+    base = [float(r["score"]) for r in read(runs / "base" / "members.csv") if r["env_steps"] == budget]
+    assert rows["baseline (cartpole)"]["mean"] == f"{sum(base) / 2:.2f}"  # 768 is not the baseline's end
+    assert rows["wta"]["P(improvement over baseline (cartpole)) [95% CI]"].endswith("(no CI: n = 1)")
+    assert ("`final_eval`" in text) == bool(final) and ("**optimistic**" in text) == (not final)
+    ref = json.loads((report / "report.json").read_text())["tasks"][0]["reference"]
+    assert 5.0 < ref["score"] < 60.0 and ref["episodes"] >= 2  # random CartPole: ~22 per episode
 
 
 @pytest.mark.mpi
@@ -233,3 +271,370 @@ def test_not_a_run_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1, res.stderr
         assert lines[0].startswith("python -m evo.report: error: ") and "not an evo run directory" in lines[0]
+
+
+# -- methods, budget and statistics on fake run directories --------------------------------------
+BASE_CONFIG = {"env_id": "CartPole-v1", "n_envs": 2, "n_steps": 128, "eval_episodes": 5, "num_levels": 0,
+               "start_level": 0, "distribution_mode": "easy", "policy": "auto", "select_on": "train",
+               "eval_deterministic": None, "exchange": True, "quantile": 0.25, "tb_writer": False, "threads": 0,
+               "checkpoint_every": 0, "resume": False, "overwrite": False, "verbose": 0, "hyperparams": None}
+RANDOM = {"score": 21.5, "episodes": 100}
+
+
+def write_run(path: Path, scores: list[list[float | None]], points: list[int], *, strategy: str = "truncation",
+              best: list[int] | None = None, config: dict | None = None, summary: dict | None = None,
+              random_policy: dict | None = RANDOM) -> Path:
+    """A run directory as evo writes it: ``scores[g][m]`` is member m's score at ``points[g]`` env steps."""
+    path.mkdir(parents=True)
+    n = len(scores[0])
+    cfg = {**BASE_CONFIG, "strategy": strategy, "seed": 0, "exp_name": path.name, "log_dir": str(path.parent),
+           "num_agents": n, "generations": len(points), "steps_per_generation": points[0], **(config or {})}
+    if strategy == "baseline":
+        cfg.setdefault("param_name", "cartpole")
+    meta: dict = {"config": cfg, "world_size": n, "search_space": {"params": {"learning_rate": {"low": 1e-5}}}}
+    if random_policy is not None:
+        meta["random_policy"] = random_policy
+    (path / "config.json").write_text(json.dumps(meta))
+    with open(path / "members.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["generation", "member", "score", "failed", "env_steps", "total_env_steps", "copied_from",
+                    "hp_learning_rate"])
+        for g, row in enumerate(scores):
+            for m, s in enumerate(row):
+                w.writerow([g, m, "" if s is None else repr(s), int(s is None), points[g], n * points[g], -1, 1e-3])
+    with open(path / "generations.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["generation", "env_steps", "total_env_steps", "best_score", "mean_score", "worst_score",
+                    "best_member", "n_exploits", "n_failed", "wall_s"])
+        for g, row in enumerate(scores):
+            fin = [s for s in row if s is not None]
+            b = best[g] if best is not None else max(range(n), key=lambda m: (fin_or(row[m]), -m))
+            w.writerow([g, points[g], n * points[g], max(fin), sum(fin) / len(fin), min(fin), b, 0, 0, g + 1.0])
+    if summary is not None:
+        (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def fin_or(v: float | None) -> float:
+    return -1e9 if v is None else v
+
+
+def md_section_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table after ``heading``."""
+    return md_table(text.split(heading, 1)[1])
+
+
+def test_default_grouping_ignores_non_result_settings_and_names_differences(tmp_path: Path) -> None:
+    from evo.report import group_methods
+
+    pts = [256, 512]
+    runs = [
+        write_run(tmp_path / "t0", [[1.0, 2.0]] * 2, pts),
+        write_run(tmp_path / "t1", [[1.0, 2.0]] * 2, pts, config={"seed": 7, "threads": 2, "verbose": 1,
+                                                                   "generations": 9, "log_dir": "elsewhere"}),
+        write_run(tmp_path / "q5", [[1.0, 2.0]] * 2, pts, config={"quantile": 0.5}),
+        write_run(tmp_path / "b0", [[1.0, 2.0, 3.0]] * 2, pts, strategy="baseline",
+                  config={"num_timesteps": 512, "eval_every": 256}),
+        write_run(tmp_path / "b1", [[1.0]] * 2, pts, strategy="baseline",
+                  config={"seed": 3, "num_timesteps": 4096, "eval_every": 128}),
+    ]
+    methods = group_methods([load_run(p) for p in runs])
+    got = {m.label: sorted(r.name for r in m.runs) for m in methods}
+    assert got == {"truncation (quantile=0.25)": ["t0", "t1"], "truncation (quantile=0.5)": ["q5"],
+                   "baseline (cartpole)": ["b0", "b1"]}
+    assert [m.is_baseline for m in methods] == [False, False, True]
+
+
+def test_explicit_labels_group_runs_and_refuse_mixed_kinds(tmp_path: Path) -> None:
+    from evo.report import group_methods, parse_run_arg
+
+    a = write_run(tmp_path / "a", [[1.0]], [256])
+    b = write_run(tmp_path / "b", [[1.0]], [256], config={"quantile": 0.5})
+    c = write_run(tmp_path / "c", [[1.0]], [256], strategy="baseline")
+    assert parse_run_arg(f"mine={a}") == ("mine", str(a))
+    assert parse_run_arg(str(a)) == (None, str(a))
+    odd = tmp_path / "x=y"
+    odd.mkdir()
+    assert parse_run_arg(str(odd)) == (None, str(odd))  # an existing path with '=' stays a path
+    methods = group_methods([load_run(a), load_run(b)], ["mine", "mine"])
+    assert [(m.label, len(m.runs)) for m in methods] == [("mine", 2)]
+    with pytest.raises(ConfigError, match="mixes"):
+        group_methods([load_run(a), load_run(c)], ["mine", "mine"])
+    with pytest.raises(ConfigError, match="given twice"):
+        group_methods([load_run(a), load_run(a)])
+
+
+def test_runs_per_method_selected_member_and_population_mean(tmp_path: Path) -> None:
+    """A baseline directory of K seeds is K runs; a PBT directory is one run whose score is its
+    *selected* member's (best_member, here not the member with the highest score) and its mean."""
+    from evo.report import build_entries, choose_budget, group_methods
+
+    pts = [256, 512]
+    p0 = write_run(tmp_path / "p0", [[5.0, 6.0, 7.0, 8.0], [10.0, 40.0, 20.0, 30.0]], pts, best=[3, 2])
+    p1 = write_run(tmp_path / "p1", [[1.0, 2.0, 3.0, 4.0], [11.0, 12.0, 13.0, 14.0]], pts, best=[0, 3])
+    b = write_run(tmp_path / "b", [[1.0, 2.0, 3.0], [9.0, None, 15.0]], pts, strategy="baseline")
+    runs = [load_run(p) for p in (p0, p1, b)]
+    methods = group_methods(runs)
+    budget = choose_budget(runs)
+    assert budget.steps == 512 and budget.equal
+    entries = {e.label: e for e in build_entries(methods, runs[0].task, budget)}
+    assert set(entries) == {"truncation", "truncation, all members", "baseline (cartpole)"}
+    assert entries["truncation"].scores[:, 0].tolist() == [20.0, 14.0]
+    assert entries["truncation, all members"].scores[:, 0].tolist() == [25.0, 12.5]
+    base = entries["baseline (cartpole)"]
+    assert base.scores[:, 0].tolist() == [9.0, 15.0] and base.n == 2 and base.failed == 1
+    assert {s.env_steps for e in entries.values() for s in e.samples} == {512}
+
+
+def test_budget_is_the_largest_common_evaluation_point(tmp_path: Path) -> None:
+    """The case the old report got wrong: baseline evaluated every 12288 steps, PBT every 8192. The old
+    rule (the smallest final step count) compared the baseline at 36864 with PBT at 40960."""
+    from evo.report import choose_budget, equal_budget
+
+    pbt_pts = [8192 * (g + 1) for g in range(5)]
+    base_pts = [12288 * (g + 1) for g in range(4)]
+    pbt = load_run(write_run(tmp_path / "pbt", [[float(g)] * 2 for g in range(5)], pbt_pts))
+    base = load_run(write_run(tmp_path / "base", [[float(g)] * 2 for g in range(4)], base_pts, strategy="baseline"))
+    assert equal_budget([pbt, base]) == 40960  # the old rule, kept for the per-run table's callers
+    budget = choose_budget([pbt, base])
+    assert budget.steps == 24576 and budget.equal and not budget.missing
+    asked = choose_budget([pbt, base], 40960)
+    assert not asked.equal and asked.requested and asked.missing == {"base": (36864, 49152)}
+    assert choose_budget([pbt, base], 24576).equal
+
+
+def make_fake_report(tmp_path: Path, runs: list[str | Path], *args: str) -> tuple[Path, str]:
+    """``python -m evo.report`` in this process (the end-to-end tests on real runs use a subprocess)."""
+    from evo.report import main
+
+    out = tmp_path / "out"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main([*[str(r) for r in runs], "--out", str(out), "--reps", "200", *args])
+    assert code == 0, buf.getvalue()
+    return out, buf.getvalue()
+
+
+@pytest.mark.timeout(300)
+def test_no_common_point_is_said_plainly_and_not_called_equal(tmp_path: Path) -> None:
+    pbt = write_run(tmp_path / "pbt", [[1.0, 2.0], [3.0, 4.0]], [1000, 2000])
+    base = write_run(tmp_path / "base", [[5.0, 6.0], [7.0, 8.0]], [1500, 2500], strategy="baseline")
+    out, stdout = make_fake_report(tmp_path, [pbt, base])
+    text = (out / "summary.md").read_text()
+    assert "equal budget" not in text.lower() and "equal budget" not in stdout.lower()
+    assert "Budgets differ" in text and "No env-step count per member is an evaluation point of every run" in text
+    assert "`base` (nearest evaluations: 1500 below, 2500 above)" in text
+    rows = {r["method"]: r for r in md_section_table(text, "Did PBT beat the baseline?")}
+    assert rows["truncation"]["env steps per member"] == "2000"
+    assert rows["baseline (cartpole)"]["env steps per member"] == "1500"
+    assert rows["baseline (cartpole)"]["mean"] == "5.50"
+    # --budget that is a point of every run makes it an equal budget again; one that is not, does not
+    out, _ = make_fake_report(tmp_path / "again", [pbt, base], "--budget", "1000")
+    text = (out / "summary.md").read_text()
+    assert "`base` (nearest evaluations: none below, 1500 above)" in text and "equal budget" not in text.lower()
+    assert "not evaluated by the budget, left out" in text
+
+
+def test_final_eval_is_used_only_at_the_end_of_the_run(tmp_path: Path) -> None:
+    from evo.report import choose_budget, run_samples
+
+    pts = [256, 512]
+    summary = {"best_member": 1, "env_steps_per_member": 512,
+               "final_eval": {"scores": [50.0, 60.0, None], "episodes": 30}}
+    run = load_run(write_run(tmp_path / "p", [[1.0, 2.0, 3.0], [10.0, 20.0, 5.0]], pts, best=[2, 1],
+                             summary=summary))
+    sel = run_samples(run, "selected", 512)
+    assert [(s.score, s.source, s.episodes) for s in sel] == [(60.0, "final_eval", 30)]
+    # the population mean stays on the members' evaluation: final_eval comes after the last exploit
+    assert [(s.score, s.source) for s in run_samples(run, "population", 512)] == [(35.0 / 3, "eval")]
+    assert [(s.score, s.source) for s in run_samples(run, "selected", 256)] == [(3.0, "eval")]
+    assert run_samples(run, "selected", 512, use_final_eval=False)[0].score == 20.0
+    assert choose_budget([run]).steps == 512
+
+
+@pytest.mark.timeout(300)
+def test_summary_says_which_score_was_used(tmp_path: Path) -> None:
+    pts = [256, 512]
+    fresh = write_run(tmp_path / "fresh", [[1.0, 2.0], [3.0, 4.0]], pts, config={"quantile": 0.5},
+                      summary={"env_steps_per_member": 512, "final_eval": {"scores": [7.0, 9.0], "episodes": 40}})
+    stale = write_run(tmp_path / "stale", [[1.0, 2.0], [3.0, 4.0]], pts)
+    out, _ = make_fake_report(tmp_path, [fresh, stale])
+    text = (out / "summary.md").read_text()
+    assert "`truncation (quantile=0.5)`: the selected member's score; 1 of 1 from fresh episodes after training " \
+           "(summary.json `final_eval`, 40 episodes each)" in text
+    assert "`truncation (quantile=0.25)`: the selected member's score; 1 of 1 from the evaluation at the budget " \
+           "(5 episodes): the same episodes the member was selected on, so **optimistic**" in text
+    rows = {r["method"]: r for r in md_section_table(text, "Did PBT beat the baseline?")}
+    assert rows["truncation (quantile=0.5)"]["IQM [95% CI]"] == "9.00 (no CI: n = 1)"
+    assert rows["truncation (quantile=0.5), all members"]["mean"] == "3.50"
+    assert rows["truncation (quantile=0.25)"]["IQM [95% CI]"] == "4.00 (no CI: n = 1)"
+    assert "n = 1 for" in text and "No baseline run among the inputs" in text
+
+
+def iqm(values: list[float]) -> float:
+    """Interquartile mean for n divisible by 4: drop the lowest and highest quarter."""
+    v = sorted(values)
+    q = len(v) // 4
+    return sum(v[q:len(v) - q]) / (len(v) - 2 * q)
+
+
+def test_aggregate_stats_points_cis_and_reproducibility() -> None:
+    from evo.report import aggregate_stats
+
+    values = [3.0, 100.0, 7.0, 5.0, 6.0, 4.0, 8.0, -50.0]
+    scores = np.array(values).reshape(-1, 1)
+    st = aggregate_stats(scores, reps=500, seed=1)
+    assert st is not None and st.n == 8
+    assert st.iqm.value == pytest.approx(iqm(values)) == pytest.approx(5.5)
+    assert st.median.value == pytest.approx(float(np.median(values)))
+    assert st.mean.value == pytest.approx(float(np.mean(values)))
+    for iv in (st.iqm, st.median, st.mean):
+        assert iv.has_ci and iv.low is not None and iv.high is not None
+        assert min(values) <= iv.low <= iv.value <= iv.high <= max(values)
+        assert iv.high > iv.low
+    state = np.random.get_state()[1].copy()
+    again = aggregate_stats(scores, reps=500, seed=1)
+    assert again == st  # same seed, same intervals
+    assert np.array_equal(np.random.get_state()[1], state)  # numpy's global generator is left as it was
+    assert aggregate_stats(scores, reps=500, seed=2) != st
+    one = aggregate_stats(np.array([[4.0]]), reps=500)
+    assert one is not None and one.n == 1 and one.iqm.value == 4.0 and not one.iqm.has_ci
+    assert aggregate_stats(np.zeros((0, 1))) is None
+
+
+def test_improvement_probability_counts_pairs() -> None:
+    from evo.report import improvement_probability
+
+    x = np.array([[1.0], [5.0], [9.0]])
+    y = np.array([[2.0], [5.0], [3.0], [0.0]])
+    # pairs x > y: 1 beats 0; 5 beats 2, 3, 0 (ties with 5: half); 9 beats all four -> (1 + 3.5 + 4) / 12
+    p = improvement_probability(x, y, reps=400, seed=0)
+    assert p is not None and p.value == pytest.approx(8.5 / 12)
+    assert p.low is not None and p.high is not None and 0.0 <= p.low <= p.value <= p.high <= 1.0
+    assert improvement_probability(y + 100, x, reps=100).value == 1.0  # type: ignore[union-attr]
+    assert improvement_probability(x, x, reps=100).value == 0.5  # type: ignore[union-attr]
+    single = improvement_probability(np.array([[3.0]]), y, reps=100)
+    assert single is not None and single.value == pytest.approx(2.5 / 4) and not single.has_ci
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [v for k, v in attrs if k in ("src", "href") and v is not None]
+
+
+def check_html_links(out: Path) -> list[str]:
+    parser = Links()
+    parser.feed((out / "index.html").read_text())
+    for link in parser.links:
+        assert "://" not in link and not link.startswith("/"), link
+        assert (out / link).is_file(), link
+    return parser.links
+
+
+@pytest.mark.timeout(300)
+def test_report_end_to_end_on_fake_runs(tmp_path: Path) -> None:
+    """Methods table, P(improvement), random reference row, stdout, profile.png, index.html and GIFs."""
+    pts = [256, 512]
+    pbt = [write_run(tmp_path / f"pbt{i}", [[1.0, 2.0], [30.0 + i, 10.0]], pts, config={"seed": i})
+           for i in range(3)]
+    base = write_run(tmp_path / "base", [[1.0, 2.0, 3.0, 4.0], [10.0, 12.0, 29.0, 11.0]], pts, strategy="baseline")
+    (pbt[1] / "winner.gif").write_bytes(b"GIF89a-one")
+    gif = tmp_path / "given.gif"
+    gif.write_bytes(b"GIF89a-two")
+    out, stdout = make_fake_report(tmp_path, [*pbt, f"my baseline={base}"], "--gif", str(gif))
+    text = (out / "summary.md").read_text()
+    assert "Methods compared at an equal budget of **512 env steps per member**" in text
+    rows = md_section_table(text, "Did PBT beat the baseline?")
+    header = list(rows[0])
+    assert header == ["method", "runs (n)", "env steps per member", "IQM [95% CI]", "median", "mean",
+                      "P(improvement over my baseline) [95% CI]"]
+    by = {r["method"]: r for r in rows}
+    assert [r["method"] for r in rows] == ["truncation", "truncation, all members", "my baseline",
+                                           "random policy (reference)"]
+    assert by["truncation"]["runs (n)"] == "3" and by["my baseline"]["runs (n)"] == "4"
+    assert by["truncation"]["median"] == "31.00" and by["my baseline"]["mean"] == f"{62 / 4:.2f}"
+    # P(truncation > my baseline): 30, 31, 32 each beat 10, 12, 29, 11 -> 1.0; the population means
+    # 20, 20.5, 21 each beat 10, 12, 11 but not 29 -> 0.75
+    assert by["truncation"]["P(improvement over my baseline) [95% CI]"].startswith("1.00 [")
+    assert by["truncation, all members"]["P(improvement over my baseline) [95% CI]"].startswith("0.75 [")
+    assert by["my baseline"]["P(improvement over my baseline) [95% CI]"] == "—"
+    assert by["random policy (reference)"]["mean"] == "21.50"
+    assert "100 episodes" in by["random policy (reference)"]["IQM [95% CI]"]
+    assert "my baseline" in stdout and "P(improvement over my baseline)" in stdout and "random policy" in stdout
+    data = json.loads((out / "report.json").read_text())
+    methods = {m["label"]: m for m in data["tasks"][0]["methods"]}
+    assert methods["truncation"]["n"] == 3 and methods["truncation"]["iqm"]["value"] == pytest.approx(31.0)
+    assert data["tasks"][0]["reference"] == {"score": 21.5, "episodes": 100,
+                                             "source": "stored in config.json (1 distinct measurement(s))"}
+    # the same report twice: identical numbers (seeded bootstrap)
+    again, _ = make_fake_report(tmp_path / "again", [*pbt, f"my baseline={base}"])
+    assert json.loads((again / "report.json").read_text())["tasks"] == data["tasks"]
+    links = check_html_links(out)
+    assert {"scores.png", "profile.png", "winner.gif", "winner_pbt1.gif"} <= set(links)
+    assert (out / "winner.gif").read_bytes() == b"GIF89a-two"
+    assert (out / "winner_pbt1.gif").read_bytes() == b"GIF89a-one"
+    html_text = (out / "index.html").read_text()
+    assert "<table>" in html_text and "my baseline" in html_text and "http" not in html_text
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out / "profile.png")
+    assert img.shape[0] > 300 and float(img[..., :3].std()) > 0.02
+
+
+@pytest.mark.timeout(300)
+def test_reference_is_computed_when_config_has_none(tmp_path: Path) -> None:
+    from evo.reference import random_policy_score
+    from evo.report import task_reference
+
+    run = load_run(write_run(tmp_path / "p", [[1.0, 2.0]], [256], random_policy=None, config={"seed": 4}))
+    ref = task_reference([run])
+    assert ref is not None and ref.episodes == 5 and "computed now" in ref.source
+    assert ref.score == random_policy_score(run.config, 5, 4)
+    more = task_reference([run], episodes=12)
+    assert more is not None and more.episodes == 12 and more.score == random_policy_score(run.config, 12, 4)
+
+
+def test_several_tasks_are_compared_per_task_and_normalised_together(tmp_path: Path) -> None:
+    from evo.report import compare_across, compare_task, group_methods, stored_reference
+
+    pts = [256]
+    ref_a, ref_b = {"score": 10.0, "episodes": 10}, {"score": -100.0, "episodes": 10}
+    dirs = [write_run(tmp_path / "pa0", [[20.0, 1.0]], pts, random_policy=ref_a),
+            write_run(tmp_path / "pa1", [[30.0, 1.0]], pts, random_policy=ref_a, config={"seed": 1}),
+            write_run(tmp_path / "pb0", [[-50.0, -90.0]], pts, random_policy=ref_b, config={"env_id": "Pendulum-v1"}),
+            write_run(tmp_path / "pb1", [[0.0, -90.0]], pts, random_policy=ref_b,
+                      config={"env_id": "Pendulum-v1", "seed": 1}),
+            write_run(tmp_path / "ba", [[10.0, 15.0]], pts, strategy="baseline", random_policy=ref_a),
+            write_run(tmp_path / "bb", [[-100.0, -75.0]], pts, strategy="baseline", random_policy=ref_b,
+                      config={"env_id": "Pendulum-v1"})]
+    runs = [load_run(d) for d in dirs]
+    methods = group_methods(runs)
+    assert sorted(m.label for m in methods) == ["baseline (cartpole)", "truncation"]
+    tasks = [compare_task(methods, t, reps=100, reference=stored_reference([r for r in runs if r.task == t]))
+             for t in ("CartPole-v1", "Pendulum-v1")]
+    assert [tr.reference.score for tr in tasks if tr.reference is not None] == [10.0, -100.0]
+    assert [tr.entries[0].scores[:, 0].tolist() for tr in tasks] == [[20.0, 30.0], [-50.0, 0.0]]
+    across = compare_across(tasks, reps=100)
+    # CartPole: random 10, best run 30; Pendulum: random -100, best run 0
+    assert across.scores["truncation"].tolist() == [[0.5, 0.5], [1.0, 1.0]]
+    assert across.scores["baseline (cartpole)"].tolist() == [[0.0, 0.0], [0.25, 0.25]]
+    assert across.improvement[("truncation", "baseline (cartpole)")] is not None
+    assert across.improvement[("truncation", "baseline (cartpole)")].value == 1.0  # type: ignore[union-attr]
+
+
+def test_bad_report_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evo.report import main
+
+    run = write_run(tmp_path / "p", [[1.0, 2.0]], [256])
+    assert main([str(run), "--out", str(tmp_path / "out"), "--gif", str(tmp_path / "missing.gif")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gif" in err[0] and "no such file" in err[0]
+    assert not (tmp_path / "out").exists()  # nothing written before the input is checked
+    with pytest.raises(SystemExit):
+        main([str(run), "--reps", "0"])
+    with pytest.raises(SystemExit):
+        main([str(run), "--budget", "-5"])

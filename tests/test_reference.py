@@ -1,0 +1,79 @@
+"""evo.reference: the random-policy score a run's evaluation env gives uniformly random actions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from evo.errors import ConfigError
+from evo.reference import episode_targets, play_random, random_policy_score, sample_actions
+
+CARTPOLE = {"env_id": "CartPole-v1", "num_levels": 0, "start_level": 0, "distribution_mode": "easy", "n_envs": 4,
+            "eval_episodes": 10, "seed": 0}
+
+
+@pytest.mark.timeout(120)
+def test_same_seed_same_score_other_seed_other_score() -> None:
+    a = random_policy_score(CARTPOLE, 20, 3)
+    assert random_policy_score(CARTPOLE, 20, 3) == a
+    assert random_policy_score(dict(CARTPOLE), 20, 3) == a
+    assert random_policy_score(CARTPOLE, 20, 4) != a  # 20 random CartPole episodes never tie by chance
+
+
+@pytest.mark.timeout(120)
+def test_cartpole_random_policy_is_near_its_known_return() -> None:
+    # Uniformly random actions keep CartPole-v1 up for about 22 steps on average (std about 12).
+    score = random_policy_score(CARTPOLE, 200, 0)
+    assert 18.0 < score < 26.0, score
+    assert random_policy_score({**CARTPOLE, "n_envs": 1}, 200, 0) == pytest.approx(score, abs=4.0)
+
+
+def test_episodes_are_allocated_like_evaluate_policy() -> None:
+    assert episode_targets(10, 4).tolist() == [2, 2, 3, 3]
+    assert episode_targets(3, 3).tolist() == [1, 1, 1]
+    for n in range(1, 12):
+        for k in range(1, n + 1):
+            assert episode_targets(n, k).sum() == n
+
+
+class CountingVecEnv:
+    """A fake VecEnv whose env ``i`` ends an episode every ``i + 2`` steps with reward 1 per step."""
+
+    def __init__(self, n_envs: int) -> None:
+        self.num_envs = n_envs
+        self.action_space = spaces.Discrete(2)
+        self.t = np.zeros(n_envs, dtype=np.int64)
+
+    def reset(self) -> np.ndarray:
+        self.t[:] = 0
+        return np.zeros((self.num_envs, 1))
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        assert actions.shape == (self.num_envs,) and set(actions.tolist()) <= {0, 1}
+        self.t += 1
+        dones = self.t % (np.arange(self.num_envs) + 2) == 0
+        return np.zeros((self.num_envs, 1)), np.ones(self.num_envs), dones, [{} for _ in range(self.num_envs)]
+
+
+def test_play_random_counts_each_envs_episodes_and_returns() -> None:
+    returns = play_random(CountingVecEnv(3), 7, np.random.default_rng(0))
+    # targets [2, 2, 3]: env 0 (length 2) x2, env 1 (length 3) x2, env 2 (length 4) x3
+    assert sorted(returns) == [2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 4.0]
+
+
+def test_sample_actions_stay_in_their_space() -> None:
+    rng = np.random.default_rng(0)
+    d = sample_actions(spaces.Discrete(3, start=1), rng, 500)
+    assert d.shape == (500,) and set(d.tolist()) == {1, 2, 3}
+    box = spaces.Box(low=np.array([-2.0, 0.0], np.float32), high=np.array([2.0, 0.5], np.float32), dtype=np.float32)
+    b = sample_actions(box, rng, 500)
+    assert b.shape == (500, 2) and b.dtype == np.float32
+    assert np.all(b >= box.low) and np.all(b <= box.high) and b[:, 0].std() > 0.5
+    md = sample_actions(spaces.MultiDiscrete([2, 5]), rng, 400)
+    assert md.shape == (400, 2) and set(md[:, 0].tolist()) == {0, 1} and set(md[:, 1].tolist()) == set(range(5))
+
+
+def test_bad_episode_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        random_policy_score(CARTPOLE, 0, 0)
