@@ -44,7 +44,7 @@ could be snapshotted."""
 def member_files(directory: Path, index: int) -> dict[str, Path]:
     stem = f"member_{index:03d}"
     return {"zip": directory / f"{stem}.zip", "json": directory / f"{stem}.json", "rng": directory / f"{stem}.rng",
-            "env": directory / f"{stem}.env"}
+            "env": directory / f"{stem}.env", "replay": directory / f"{stem}.replay"}
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -73,6 +73,9 @@ def write_member(directory: Path, member: Any) -> tuple[int, float]:
     env = member.env_state()
     if env is not None:
         _write_bytes(files["env"], env)
+    replay = member.replay_state()
+    if replay is not None:
+        _write_bytes(files["replay"], replay)
     write_json(files["json"], {**member.state_dict(), "env_snapshot": env is not None})
     _write_bytes(files["rng"], pickle.dumps(rng_state()))
     size = sum(p.stat().st_size for p in files.values() if p.exists())
@@ -171,6 +174,7 @@ def load_member(directory: Path, member: Any) -> dict[str, Any]:
         with open(files["rng"], "rb") as fh:
             state = pickle.load(fh)
         env = files["env"].read_bytes() if files["env"].exists() else None
+        replay = files["replay"].read_bytes() if files["replay"].exists() else None
     except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
         raise CheckpointError(f"corrupt member checkpoint in {directory}: {type(exc).__name__}") from None
     member.load_model_state(files["zip"], meta)
@@ -178,5 +182,10 @@ def load_member(directory: Path, member: Any) -> dict[str, Any]:
         member.load_env_state(env)
     except Exception as exc:
         raise CheckpointError(f"cannot restore the env state in {files['env']}: {type(exc).__name__}: {exc}") from None
+    try:
+        member.load_replay_state(replay)
+    except Exception as exc:
+        raise CheckpointError(f"cannot restore the replay buffer in {files['replay']}: {type(exc).__name__}: "
+                              f"{exc}") from None
     set_rng_state(state)
     return {**meta, "env_restored": env is not None}

@@ -133,6 +133,8 @@ class PBTConfig(CommonConfig):
     exchange: bool = arg(True, "move weights between members (--no-exchange: train the same members without PBT)")
     explore: str = arg("perturb", "explore step of the receivers: perturb (x0.8/x1.2 or resample) or pb2 "
                                   "(PB2's GP bandit, Parker-Holder et al. 2020)")
+    async_mode: bool = arg(False, "asynchronous PBT: no generation barrier; each member trains, evaluates, publishes "
+                                  "and copies a donor on its own schedule (truncation and wta only)", flag="--async")
 
     def validate(self) -> None:
         super().validate()
@@ -144,11 +146,13 @@ class PBTConfig(CommonConfig):
             raise ConfigError(f"--generations must be > 0, got {self.generations}")
         if self.steps_per_generation <= 0:
             raise ConfigError(f"--steps-per-generation must be > 0, got {self.steps_per_generation}")
-        if self.steps_per_generation % self.rollout_size != 0:
-            raise ConfigError(
-                f"--steps-per-generation ({self.steps_per_generation}) must be a multiple of the rollout "
-                f"n_steps * n_envs = {self.n_steps} * {self.n_envs} = {self.rollout_size}"
-            )
+        from evo.space import ON_POLICY, generation_unit
+
+        unit = generation_unit(self.algo, self.n_steps, self.n_envs)
+        if self.steps_per_generation % unit != 0:
+            what = (f"the rollout n_steps * n_envs = {self.n_steps} * {self.n_envs} = {unit}"
+                    if self.algo in ON_POLICY else f"--n-envs ({unit}) for --algo {self.algo}")
+            raise ConfigError(f"--steps-per-generation ({self.steps_per_generation}) must be a multiple of {what}")
         if self.num_agents is not None and self.num_agents <= 0:
             raise ConfigError(f"--num-agents must be > 0, got {self.num_agents}")
         validate_quantile(self.quantile)
@@ -158,6 +162,11 @@ class PBTConfig(CommonConfig):
             raise ConfigError("--select-on test needs --eval-test-levels")
         if self.explore not in ("perturb", "pb2"):
             raise ConfigError(f"--explore must be perturb or pb2, got {self.explore!r}")
+        if self.async_mode and self.strategy not in ("truncation", "wta"):
+            raise ConfigError(f"--async: strategy {self.strategy} has no asynchronous form (use evo.truncation "
+                              f"or evo.wta)")
+        if self.async_mode and self.explore != "perturb":
+            raise ConfigError(f"--async: --explore {self.explore} has no asynchronous form (use --explore perturb)")
 
     def default_exp_name(self) -> str:
         return f"{self.strategy}-{self.env_id}-s{self.seed}"
@@ -187,36 +196,38 @@ class BaselineConfig(PBTConfig):
     select_on: str = arg("train", "", cli=False)
     exchange: bool = arg(False, "", cli=False)
     explore: str = arg("perturb", "", cli=False)
+    async_mode: bool = arg(False, "", cli=False)
     set_hparams: dict[str, Any] | None = field(default=None, metadata={"help": "", "cli": False})
 
     def resolve(self, explicit: set[str], sets_text: str | None = None) -> None:
         """Apply the named set (flags given on the command line win) and derive the schedule.
 
         ``sets_text``: the contents of ``--param-file``, read on one rank and broadcast."""
-        from evo.hparam_sets import get_set, split_set
+        from evo.hparam_sets import RUN_KEYS, default_set_name, get_set, split_set
+        from evo.space import check_algo, generation_unit
 
+        check_algo(self.algo)
         name = self.param_name
         if name == "auto":
             from evo.envs import procgen_game
 
-            name = "baseline" if procgen_game(self.env_id) else "cartpole" if self.env_id == "CartPole-v1" \
-                else "baseline3"
+            name = default_set_name(self.algo, self.env_id, procgen_game(self.env_id) is not None)
             self.param_name = name
         values = get_set(name, self.param_file, sets_text)
-        for key in ("n_envs", "n_steps", "policy", "eval_deterministic"):
+        for key in RUN_KEYS:
             if key in values and key not in explicit:
                 setattr(self, key, values[key])
         if self.n_envs <= 0 or self.n_steps <= 0:
             raise ConfigError("--n-envs and --n-steps must be > 0")
-        hp, _ = split_set(values, self.rollout_size)
+        hp, _ = split_set(values, self.rollout_size, self.algo)
         self.set_hparams = hp
         if self.num_timesteps <= 0:
             raise ConfigError(f"--num-timesteps must be > 0, got {self.num_timesteps}")
         if self.eval_every < 0 or self.save_every < 0:
             raise ConfigError("--eval-every and --save-every must be >= 0")
         every = self.eval_every or max(self.num_timesteps // 10, 1)
-        rollouts = -(-every // self.rollout_size)
-        self.steps_per_generation = rollouts * self.rollout_size
+        unit = generation_unit(self.algo, self.n_steps, self.n_envs)
+        self.steps_per_generation = -(-every // unit) * unit
         self.generations = -(-self.num_timesteps // self.steps_per_generation)
 
     def default_exp_name(self) -> str:

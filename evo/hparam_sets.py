@@ -8,10 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from evo.errors import ConfigError
-from evo.space import SEARCHABLE
+from evo.space import check_algo, coerce_value
 
-RUN_KEYS = ("n_envs", "n_steps", "policy", "eval_deterministic")
-"""Keys of a set that configure the run rather than PPO's update."""
+RUN_KEYS = ("n_envs", "n_steps", "policy", "eval_deterministic", "algo", "normalize_obs", "normalize_reward")
+"""Keys of a set that configure the run (config fields) rather than the algorithm's update. A set
+without ``algo`` is a PPO set."""
+
+ZOO_SETS = {
+    ("ppo", "CartPole-v1"): "cartpole", ("ppo", "Pendulum-v1"): "zoo-ppo-pendulum",
+    ("a2c", "CartPole-v1"): "zoo-a2c-cartpole", ("a2c", "Pendulum-v1"): "zoo-a2c-pendulum",
+    ("dqn", "CartPole-v1"): "zoo-dqn-cartpole", ("sac", "Pendulum-v1"): "zoo-sac-pendulum",
+    ("td3", "Pendulum-v1"): "zoo-td3-pendulum",
+}
+"""The shipped RL Zoo set for an (algorithm, env) pair."""
 
 
 def read_sets_file(path: str | Path | None) -> str | None:
@@ -53,24 +62,41 @@ def get_set(name: str, path: str | Path | None = None, text: str | None = None) 
     return sets[name]
 
 
-def split_set(values: Mapping[str, Any], rollout_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(PPO hyperparameters, run settings) of a set; ``n_minibatches`` becomes ``batch_size``."""
+def default_set_name(algo: str, env_id: str, is_procgen: bool) -> str:
+    """The set ``--param-name auto`` picks: PPO keeps its choice (``baseline`` for ProcGen, ``cartpole``
+    for CartPole-v1, else ``baseline3``); the other algorithms take the RL Zoo's tuned set for the env
+    if evo ships one (``zoo-<algo>-<env>``), else SB3's defaults (``sb3-<algo>``)."""
+    check_algo(algo)
+    if algo == "ppo":
+        return "baseline" if is_procgen else "cartpole" if env_id == "CartPole-v1" else "baseline3"
+    return ZOO_SETS.get((algo, env_id), f"sb3-{algo}")
+
+
+def split_set(values: Mapping[str, Any], rollout_size: int, algo: str = "ppo") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(hyperparameters of ``algo``, run settings) of a set; ``n_minibatches`` (PPO) becomes ``batch_size``.
+
+    A key that does not belong to the algorithm, or a set written for another algorithm, is a
+    one-line :class:`ConfigError`."""
+    check_algo(algo)
+    set_algo = values.get("algo", "ppo")
+    if set_algo != algo:
+        raise ConfigError(f"hyperparameter set is for --algo {set_algo}, not --algo {algo}")
     hp: dict[str, Any] = {}
     run: dict[str, Any] = {}
     for key, value in values.items():
         if key in RUN_KEYS:
+            if key in ("normalize_obs", "normalize_reward") and not isinstance(value, bool):
+                raise ConfigError(f"hyperparameter set: {key} must be true or false, got {value!r}")
             run[key] = value
-        elif key == "n_minibatches":
+        elif key == "n_minibatches" and algo == "ppo":
             if int(value) <= 0 or rollout_size % int(value):
                 raise ConfigError(f"n_minibatches {value} does not divide the rollout size {rollout_size}")
             hp["batch_size"] = rollout_size // int(value)
-        elif key in SEARCHABLE:
-            try:
-                hp[key] = int(value) if key in ("n_epochs", "batch_size") else float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"hyperparameter set: {key} must be a number, got {value!r}") from None
         else:
-            raise ConfigError(f"hyperparameter set: unknown key {key!r}")
-    if "batch_size" in hp and rollout_size % hp["batch_size"]:
+            try:
+                hp[key] = coerce_value(algo, key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"hyperparameter set: {exc}") from None
+    if algo == "ppo" and "batch_size" in hp and rollout_size % hp["batch_size"]:
         raise ConfigError(f"batch_size {hp['batch_size']} does not divide the rollout size {rollout_size}")
     return hp, run

@@ -1,10 +1,12 @@
 """The generation loop: wires config, member, selection, explore, transport and records.
 
-One generation, on every rank at once::
+One generation, on every rank at once, over the members each rank hosts (member m on rank m % world),
+as named phases that :mod:`evo.pbt_async` reuses per member::
 
-    train -> evaluate -> allgather (score, hparams) -> rank 0: decide (select + explore) -> bcast plan
-      -> move weights + optimizer along the plan -> receivers apply explored hparams
-      -> gather rows to rank 0 (records, lineage) ; TensorBoard per member ; checkpoint
+    train_phase -> evaluate_phase -> select_phase: gather (score, hparams) to rank 0, which decides
+      (select + explore, PBT's perturbation or PB2) and scatters each rank only its part of the plan
+      -> exchange_phase: move weights + optimizer (local copies within a rank), receivers apply hparams
+      -> record_phase: rows to rank 0 (CSV, lineage) ; TensorBoard per member -> checkpoint_phase
 
 The baseline runner uses the same loop with strategy ``"baseline"``: no selection, no exchange,
 so its members are independent seeds and their curves are directly comparable.
@@ -146,11 +148,10 @@ def _check_resume_settings(path: Path, settings: Mapping[str, Any], generation: 
     write_json(path, saved_file)
 
 
-def _note_resume(cfg: CommonConfig, generation: int, fresh_envs: Sequence[bool], notes: Sequence[str]) -> None:
+def _note_resume(cfg: CommonConfig, generation: int, reset: Sequence[int], notes: Sequence[str]) -> None:
     """(rank 0, after every member loaded) Say in one line each what a resume could not keep."""
     for note in notes:
         print(f"evo: note: {note}", file=sys.stderr, flush=True)
-    reset = [i for i, fresh in enumerate(fresh_envs) if fresh]
     if not reset:
         return
     print(f"evo: note: the training envs of member(s) {reset} could not be checkpointed; they start fresh "
@@ -329,11 +330,14 @@ def select_phase(r: Run, gen: int, outcomes: list[Outcome]) -> tuple[Population 
             pop.decisions = decide(cfg.strategy, gen, sel, pop.hparams, r.space, cfg.quantile, cfg.seed,
                                    method, r.pb2_history)
         r.pb2_start = next_start_scores(sel, pop.decisions)
-        world = r.comm.Get_size()
-        plans = comm_mod.split_plan(cfg.strategy, [Transfer(d.receiver, d.donor) for d in pop.decisions], world)
-        payloads = [(plans[k], [d for d in pop.decisions if comm_mod.owner_of(d.receiver, world) == k])
-                    for k in range(world)]
+        payloads = rank_payloads(cfg.strategy, pop.decisions, r.comm.Get_size())
     return pop, r.comm.scatter(payloads, root=0)
+
+
+def rank_payloads(strategy: str, decisions: Sequence[Decision], world: int) -> list[tuple[Any, list[Decision]]]:
+    """(rank 0) What each rank needs of a plan: its transport part and its receivers' decisions."""
+    plans = comm_mod.split_plan(strategy, [Transfer(d.receiver, d.donor) for d in decisions], world)
+    return [(plans[k], [d for d in decisions if comm_mod.owner_of(d.receiver, world) == k]) for k in range(world)]
 
 
 def pb2_observations(generation: int, scores: Sequence[float], hparams: Sequence[Mapping[str, Any]],
@@ -458,6 +462,10 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     ``schedule`` (baseline only, used by replay): hyperparameters to apply at the start of each
     generation, ``schedule[g]`` for generation ``g`` (the last entry holds for later ones).
     """
+    if getattr(cfg, "async_mode", False):
+        from evo.pbt_async import run_async
+
+        return run_async(cfg, comm, schedule)
     r, resume_dir, start_gen = _start(cfg, comm, schedule)
     exit_code, gen, last = 0, start_gen, None
     last_checkpoint = start_gen if resume_dir is not None else None
@@ -525,12 +533,14 @@ def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | No
     threads = comm_mod.set_threads(comm, cfg.threads)
     expected = {"world_size": world, "num_agents": cfg.num_agents, "env_id": cfg.env_id, "strategy": cfg.strategy,
                 "n_envs": cfg.n_envs, "n_steps": cfg.n_steps, "policy": cfg.policy,
-                "steps_per_generation": cfg.steps_per_generation}
+                "steps_per_generation": cfg.steps_per_generation, "algo": cfg.algo}
     settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
     resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected, settings))
     ids = comm_mod.local_members(cfg.num_agents, rank, world)
+    local = comm_mod.local_rank(comm)  # collective: before any rank can fail alone
     members = comm_mod.on_every_rank(
-        comm, lambda: [Member(cfg, space.sample(seeds.init_rng(cfg.seed, i)), index=i) for i in ids])
+        comm, lambda: [Member(cfg, space.sample(seeds.init_rng(cfg.seed, i)), index=i, local_rank=local)
+                       for i in ids])
     if resume_dir is not None:
         loaded = comm_mod.on_every_rank(comm, lambda: [ckpt.load_member(Path(resume_dir), m) for m in members])
         fresh = comm.gather([m.index for m, meta in zip(members, loaded, strict=True) if not meta["env_restored"]])
@@ -683,8 +693,8 @@ def _space_for(cfg: PBTConfig, text: str | None) -> Space:
     """The search space: defaults overridden by ``text`` (``--hyperparams``, read on rank 0)."""
     if cfg.strategy == "baseline":
         return Space(params={}, constants=dict(getattr(cfg, "set_hparams", None) or {}))
-    space = parse_space(text, cfg.rollout_size, str(cfg.hyperparams))
-    check_batch_size(space, cfg.rollout_size)
+    space = parse_space(text, cfg.rollout_size, str(cfg.hyperparams), cfg.algo)
+    check_batch_size(space, cfg.rollout_size, cfg.algo)
     return space
 
 
@@ -698,7 +708,7 @@ def _log_member_tb(tb: TensorBoard, member: Member, stats: Any, row: Mapping[str
         "pbt/copied_from": row["copied_from"],
         "charts/env_steps_per_s": row["env_steps_per_s"],
         **{f"losses/{k}": v for k, v in stats.losses.items()},
-        **{f"hparams/{k}": v for k, v in hp.items()},
+        **{f"hparams/{k}": v for k, v in hp.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
         **{f"time/{k[5:]}": row[k] for k in MEMBER_COLUMNS_TAIL if k.startswith("time_")},
     }
     tb.scalars(values, step=step)

@@ -81,12 +81,14 @@ class ImpalaCNN(BaseFeaturesExtractor):
         return self.linear(th.flatten(x, start_dim=1))
 
 
-def resolve_policy(name: str, env_is_image: bool) -> tuple[str | type, dict[str, Any]]:
-    """``(policy, policy_kwargs)`` for SB3's PPO from a ``--policy`` name (case-insensitive).
+def resolve_policy(name: str, env_is_image: bool, algo: str = "ppo") -> tuple[str | type, dict[str, Any]]:
+    """``(policy, policy_kwargs)`` for the SB3 algorithm ``algo`` from a ``--policy`` name
+    (case-insensitive).
 
     ``auto`` is ``CnnPolicy`` for image observations, else ``MlpPolicy``. ``impala`` feeds the
-    IMPALA CNN's 256 features straight to the actor and critic heads (``net_arch=[]``), as in
-    the Procgen paper. Call :func:`init_conv_xavier` on ``model.policy`` after building the model.
+    IMPALA CNN's 256 features straight to the heads (``net_arch=[]``), as in the Procgen paper:
+    actor and critic for PPO/A2C, the Q-network's output layer for DQN (SAC and TD3 the same way).
+    Call :func:`init_conv_xavier` on ``model.policy`` after building the model.
     """
     canonical = {n.lower(): n for n in POLICY_NAMES}.get(name.lower())
     if canonical is None:
@@ -96,11 +98,12 @@ def resolve_policy(name: str, env_is_image: bool) -> tuple[str | type, dict[str,
     if canonical in ("CnnPolicy", "impala") and not env_is_image:
         raise ConfigError(f"--policy {name} needs image observations (a ProcGen game); use MlpPolicy or auto")
     if canonical == "impala":
-        return ActorCriticCnnPolicy, {
+        impala = {
             "features_extractor_class": ImpalaCNN,
             "features_extractor_kwargs": {"features_dim": 256},
             "net_arch": [],
         }
+        return (ActorCriticCnnPolicy if algo in ("ppo", "a2c") else "CnnPolicy"), impala
     return canonical, {}
 
 

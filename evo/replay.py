@@ -29,7 +29,8 @@ DESCRIPTION = ("Train a fresh agent that follows the final PBT winner's hyperpar
                "(one agent per MPI rank, independent seeds).")
 
 ENV_KEYS = ("env_id", "n_envs", "n_steps", "policy", "eval_episodes", "eval_deterministic", "eval_test_levels",
-            "num_levels", "start_level", "distribution_mode", "seed", "threads", "checkpoint_every")
+            "num_levels", "start_level", "distribution_mode", "seed", "threads", "checkpoint_every", "algo",
+            "normalize_obs", "normalize_reward", "device", "paired_eval")
 """Settings copied from the PBT run's config (flags given to replay override some of them)."""
 
 

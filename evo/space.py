@@ -217,9 +217,199 @@ def explore(
     return new, changes
 
 
+# -- algorithms: which hyperparameters belong to which learner -----------------------------------
+ALGOS = ("ppo", "a2c", "sac", "td3", "dqn")
+"""Values of ``--algo``: stable-baselines3's PPO, A2C, SAC, TD3 and DQN."""
+ON_POLICY = ("ppo", "a2c")
+"""Algorithms that train on whole rollouts of ``n_steps * n_envs`` env steps."""
+ACTION_SPACES: dict[str, tuple[str, ...]] = {
+    "ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    "sac": ("Box",),
+    "td3": ("Box",),
+    "dqn": ("Discrete",),
+}
+"""Gymnasium action-space classes each algorithm can drive (as stable-baselines3 declares them)."""
+
+_OFF_POLICY_LIVE = ("learning_rate", "gamma", "batch_size", "tau", "train_freq", "gradient_steps", "learning_starts")
+HPARAMS: dict[str, tuple[str, ...]] = {
+    "ppo": ("learning_rate", "clip_range", "ent_coef", "vf_coef", "gamma", "gae_lambda", "n_epochs", "batch_size",
+            "max_grad_norm"),
+    "a2c": ("learning_rate", "ent_coef", "vf_coef", "gamma", "gae_lambda", "max_grad_norm"),
+    "sac": (*_OFF_POLICY_LIVE, "ent_coef", "target_entropy", "target_update_interval", "action_noise_std"),
+    "td3": (*_OFF_POLICY_LIVE, "policy_delay", "target_policy_noise", "target_noise_clip", "action_noise_std"),
+    "dqn": (*_OFF_POLICY_LIVE, "target_update_interval", "exploration_fraction", "exploration_initial_eps",
+            "exploration_final_eps", "max_grad_norm"),
+}
+"""Hyperparameters a live model takes from its next ``train()`` on: searchable, and moved by an exploit."""
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "ppo": ("net_arch", "ortho_init", "log_std_init", "use_sde", "sde_sample_freq", "normalize_advantage"),
+    "a2c": ("net_arch", "ortho_init", "log_std_init", "use_sde", "sde_sample_freq", "normalize_advantage",
+            "use_rms_prop", "rms_prop_eps"),
+    "sac": ("net_arch", "buffer_size", "log_std_init", "use_sde", "sde_sample_freq"),
+    "td3": ("net_arch", "buffer_size"),
+    "dqn": ("net_arch", "buffer_size"),
+}
+"""Settings fixed when the model is built (network shape, buffer size, ...): a named set or a scalar in
+``--hyperparams`` may give them, explore never changes them, and every member of a run has the same."""
+
+SEARCHABLE = HPARAMS["ppo"]
+"""Hyperparameters evo knows how to apply to a live PPO model (kept for older imports)."""
+
+INT_NAMES = frozenset({"n_epochs", "batch_size", "train_freq", "gradient_steps", "learning_starts",
+                       "target_update_interval", "policy_delay", "buffer_size", "sde_sample_freq"})
+BOOL_NAMES = frozenset({"ortho_init", "use_sde", "normalize_advantage", "use_rms_prop"})
+_MIN_INT = {"n_epochs": 1, "batch_size": 1, "train_freq": 1, "gradient_steps": -1, "learning_starts": 0,
+            "target_update_interval": 1, "policy_delay": 1, "buffer_size": 1, "sde_sample_freq": -1}
+_NON_NEGATIVE = frozenset({"learning_rate", "clip_range", "vf_coef", "max_grad_norm", "tau", "action_noise_std",
+                           "target_policy_noise", "target_noise_clip", "exploration_fraction",
+                           "exploration_initial_eps", "exploration_final_eps", "rms_prop_eps"})
+
+
+def check_algo(algo: str) -> str:
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown --algo {algo!r} (known: {', '.join(ALGOS)})")
+    return algo
+
+
+def known_names(algo: str) -> tuple[str, ...]:
+    """Every hyperparameter or setting a member of ``algo`` accepts."""
+    return (*HPARAMS[check_algo(algo)], *SETTINGS[algo])
+
+
+def generation_unit(algo: str, n_steps: int, n_envs: int) -> int:
+    """Env steps a generation must be a multiple of: one rollout (``n_steps * n_envs``) for on-policy
+    algorithms, one step of every env (``n_envs``) for off-policy ones."""
+    return n_steps * n_envs if check_algo(algo) in ON_POLICY else n_envs
+
+
+def coerce_value(algo: str, name: str, value: Any) -> Any:
+    """``value`` as the type ``name`` takes for ``algo``; a one-line :class:`ConfigError` if it does not
+    belong to the algorithm or has the wrong type."""
+    if name not in known_names(algo):
+        raise ConfigError(f"hyperparameter {name!r} does not belong to --algo {algo} "
+                          f"(known: {', '.join(known_names(algo))})")
+    if isinstance(value, str) and (name == "net_arch" or name in BOOL_NAMES):
+        value = _from_text(value)  # as members.csv writes it (evo.replay reads schedules back from there)
+    if name == "net_arch":
+        if not isinstance(value, (list, tuple)) or not value or \
+                not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ConfigError(f"net_arch must be a non-empty list of layer sizes, got {value!r}")
+        return [int(v) for v in value]
+    if name in BOOL_NAMES:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if algo == "sac" and name in ("ent_coef", "target_entropy") and isinstance(value, str):
+        if value == "auto" or (name == "ent_coef" and value.startswith("auto_") and _positive(value[5:])):
+            return value
+        allowed = "'auto', 'auto_<initial value>'" if name == "ent_coef" else "'auto'"
+        raise ConfigError(f"{name} must be a number or {allowed}, got {value!r}")
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    number = _num(name, "value", value)
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if name in INT_NAMES:
+        if number != int(number) or number < _MIN_INT[name] or (name == "sde_sample_freq" and number == 0):
+            raise ConfigError(f"{name} must be a whole number >= {_MIN_INT[name]}, got {value!r}")
+        return int(number)
+    if name in _NON_NEGATIVE and number < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
+def _from_text(text: str) -> Any:
+    import json
+
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
 # -- defaults and YAML ---------------------------------------------------------------------------
-def default_space(rollout_size: int | None = None) -> Space:
-    """The default PPO search space (bounds, then the initial range in ``init``)."""
+def default_space(rollout_size: int | None = None, algo: str = "ppo") -> Space:
+    """The default search space of ``algo`` (bounds, then the initial range in ``init``).
+
+    Ranges span the RL Zoo's tuned settings (rl-baselines3-zoo ``hyperparams/<algo>.yml``) for the
+    classic-control, Box2D and PyBullet tasks; initial ranges sit around its values for CartPole-v1
+    and Pendulum-v1. Everything not listed keeps stable-baselines3's default (or the value a set or a
+    ``--hyperparams`` file gives).
+
+    ====  ==========================================================================================
+    algo  searched (scale: bounds, initial range)
+    ====  ==========================================================================================
+    ppo   learning_rate (log: 1e-5..1e-2, 1e-4..1e-3), clip_range (0.05..0.5, 0.1..0.3), ent_coef (log:
+          1e-6..0.1, 1e-4..1e-2), vf_coef (0.1..1, 0.25..0.75), gamma (1-x: 0.9..0.9999, 0.95..0.999),
+          gae_lambda (1-x: 0.8..0.99, 0.9..0.98), n_epochs (int: 1..20, 3..10), batch_size (sizes that
+          divide the rollout, from 32..1024; 64..256 at first)
+    a2c   learning_rate (log: 1e-5..1e-2, 1e-4..2e-3), ent_coef (log: 1e-8..0.1, 1e-6..1e-2), vf_coef
+          (0.1..1, 0.25..0.75), gamma (1-x: 0.9..0.9999, 0.95..0.995), gae_lambda (1-x: 0.8..0.999,
+          0.9..0.99); n_steps stays fixed (``--n-steps``), a rollout is one batch
+    sac   learning_rate (log: 1e-5..1e-2, 1e-4..1e-3), gamma (1-x: 0.9..0.9999, 0.95..0.995),
+          batch_size (64, 128, 256, 512; 128 or 256 at first), tau (log: 1e-3..0.1, 5e-3..0.02),
+          train_freq and gradient_steps (int, log: 1..64, starting at 1); ent_coef stays 'auto'
+    td3   as sac, plus action_noise_std (0..0.5, 0.05..0.2), target_policy_noise (0..0.5, 0.1..0.3),
+          policy_delay (int: 1..4, 2); batch_size (64, 100, 128, 256, 512; 100..256 at first)
+    dqn   learning_rate (log: 1e-5..1e-2, 1e-4..3e-3), gamma (1-x: 0.9..0.9999, 0.95..0.995),
+          batch_size (32..512; 64 or 128 at first), train_freq (int, log: 1..256, 4..16),
+          gradient_steps (int, log: 1..128, 1..4), target_update_interval (int, log: 1..20000,
+          100..5000), exploration_fraction (0.01..0.5, 0.05..0.2), exploration_final_eps (0..0.2,
+          0.01..0.1)
+    ====  ==========================================================================================
+    """
+    algo = check_algo(algo)
+    if algo == "ppo":
+        return _ppo_space(rollout_size)
+    lr_init = {"a2c": (1e-4, 2e-3), "dqn": (1e-4, 3e-3)}.get(algo, (1e-4, 1e-3))
+    params = [
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=lr_init),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
+    ]
+    if algo == "a2c":
+        params += [
+            Param("ent_coef", scale="log", low=1e-8, high=0.1, init=(1e-6, 1e-2)),
+            Param("vf_coef", low=0.1, high=1.0, init=(0.25, 0.75)),
+            Param("gae_lambda", scale="one_minus", low=0.8, high=0.999, init=(0.9, 0.99)),
+        ]
+    elif algo in ("sac", "td3"):
+        batch = (64, 128, 256, 512) if algo == "sac" else (64, 100, 128, 256, 512)
+        params += [
+            Param("batch_size", kind="categorical", choices=batch,
+                  init=(128, 256) if algo == "sac" else (100, 128, 256)),
+            Param("tau", scale="log", low=1e-3, high=0.1, init=(5e-3, 0.02)),
+            Param("train_freq", kind="int", scale="log", low=1, high=64, init=1),
+            Param("gradient_steps", kind="int", scale="log", low=1, high=64, init=1),
+        ]
+        if algo == "td3":
+            params += [
+                Param("action_noise_std", low=0.0, high=0.5, init=(0.05, 0.2)),
+                Param("target_policy_noise", low=0.0, high=0.5, init=(0.1, 0.3)),
+                Param("policy_delay", kind="int", low=1, high=4, init=2),
+            ]
+    else:  # dqn
+        params += [
+            Param("batch_size", kind="categorical", choices=(32, 64, 128, 256, 512), init=(64, 128)),
+            Param("train_freq", kind="int", scale="log", low=1, high=256, init=(4, 16)),
+            Param("gradient_steps", kind="int", scale="log", low=1, high=128, init=(1, 4)),
+            Param("target_update_interval", kind="int", scale="log", low=1, high=20000, init=(100, 5000)),
+            Param("exploration_fraction", low=0.01, high=0.5, init=(0.05, 0.2)),
+            Param("exploration_final_eps", low=0.0, high=0.2, init=(0.01, 0.1)),
+        ]
+    return Space(params={p.name: p for p in params})
+
+
+def _ppo_space(rollout_size: int | None) -> Space:
     batch_choices: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
     if rollout_size is not None:
         batch_choices = tuple(b for b in batch_choices if rollout_size % b == 0 and b <= rollout_size)
@@ -239,10 +429,6 @@ def default_space(rollout_size: int | None = None) -> Space:
     return Space(params={p.name: p for p in params})
 
 
-SEARCHABLE = ("learning_rate", "clip_range", "ent_coef", "vf_coef", "gamma", "gae_lambda", "n_epochs",
-              "batch_size", "max_grad_norm")
-"""Hyperparameters evo knows how to apply to a live PPO model."""
-
 _PARAM_KEYS = {"low", "high", "scale", "type", "kind", "init", "choices"}
 
 
@@ -255,13 +441,14 @@ def _num(name: str, key: str, value: Any) -> float:
     return out
 
 
-def space_from_mapping(data: Mapping[str, Any], base: Space) -> Space:
+def space_from_mapping(data: Mapping[str, Any], base: Space, algo: str = "ppo") -> Space:
     """Override ``base`` with a mapping as read from a ``--hyperparams`` YAML file.
 
-    Each key is a hyperparameter name; its value is either a scalar (fix it, never explored),
-    or a mapping with any of ``low``, ``high``, ``scale``, ``type``, ``init``, ``choices`` that
-    override the default for that parameter. The key ``explore`` may hold
-    ``perturb_factors`` and ``resample_probability``.
+    Each key is a hyperparameter name of ``algo``; its value is either a scalar (fix it, never
+    explored; settings such as ``net_arch`` or ``buffer_size`` only take this form), or a mapping
+    with any of ``low``, ``high``, ``scale``, ``type``, ``init``, ``choices`` that override the
+    default for that parameter. The key ``explore`` may hold ``perturb_factors`` and
+    ``resample_probability``.
     """
     if not isinstance(data, Mapping):
         raise ConfigError("hyperparameter file must hold a mapping of name -> settings")
@@ -281,22 +468,19 @@ def space_from_mapping(data: Mapping[str, Any], base: Space) -> Space:
                                           spec.get("resample_probability", settings.resample_probability)),
             )
             continue
-        if name not in SEARCHABLE:
-            raise ConfigError(f"unknown hyperparameter {name!r} (known: {', '.join(SEARCHABLE)})")
+        if name not in known_names(algo):
+            raise ConfigError(f"unknown hyperparameter {name!r} for --algo {algo} "
+                              f"(known: {', '.join(known_names(algo))})")
         if not isinstance(spec, Mapping):
             params.pop(name, None)
-            value = spec if isinstance(spec, (int, float)) and not isinstance(spec, bool) else None
-            if value is None:
-                try:
-                    value = _num(name, "value", spec)
-                except ConfigError:
-                    raise ConfigError(f"hyperparameter {name!r}: expected a number or a mapping") from None
-            constants[name] = value
+            constants[name] = coerce_value(algo, name, spec)
             continue
+        if name in SETTINGS[algo]:
+            raise ConfigError(f"{name!r} is fixed when the model is built: give one value, not a search range")
         unknown = set(spec) - _PARAM_KEYS
         if unknown:
             raise ConfigError(f"hyperparameter {name!r}: unknown setting(s) {sorted(unknown)}")
-        old = params.get(name) or Param(name)
+        old = params.get(name) or Param(name, kind="int" if name in INT_NAMES else "float")
         constants.pop(name, None)
         kw: dict[str, Any] = {}
         if "type" in spec or "kind" in spec:
@@ -309,14 +493,15 @@ def space_from_mapping(data: Mapping[str, Any], base: Space) -> Space:
         if "choices" in spec:
             if not isinstance(spec["choices"], (list, tuple)):
                 raise ConfigError(f"hyperparameter {name!r}: choices must be a list")
-            kw["choices"] = tuple(spec["choices"])
+            kw["choices"] = tuple(coerce_value(algo, name, c) for c in spec["choices"])
             kw.setdefault("kind", "categorical")
             kw.setdefault("init", None)
         if "init" in spec:
             init = spec["init"]
             kind = kw.get("kind", old.kind)
             if kind == "categorical":
-                kw["init"] = tuple(init) if isinstance(init, (list, tuple)) else init
+                kw["init"] = tuple(coerce_value(algo, name, c) for c in init) if isinstance(init, (list, tuple)) \
+                    else coerce_value(algo, name, init)
             elif isinstance(init, (list, tuple)):
                 kw["init"] = tuple(_num(name, "init", v) for v in init)
             else:
@@ -340,11 +525,12 @@ def read_space_file(path: str | Path | None) -> str | None:
         raise ConfigError(f"cannot read hyperparameter file {str(path)!r}: {exc.strerror}") from None
 
 
-def parse_space(text: str | None, rollout_size: int | None = None, where: str = "--hyperparams") -> Space:
-    """Default space, overridden by the YAML ``text`` of a ``--hyperparams`` file if given."""
+def parse_space(text: str | None, rollout_size: int | None = None, where: str = "--hyperparams",
+                algo: str = "ppo") -> Space:
+    """Default space of ``algo``, overridden by the YAML ``text`` of a ``--hyperparams`` file if given."""
     import yaml
 
-    base = default_space(rollout_size)
+    base = default_space(rollout_size, algo)
     if text is None:
         base.validate()
         return base
@@ -354,28 +540,34 @@ def parse_space(text: str | None, rollout_size: int | None = None, where: str = 
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"hyperparameter file {where!r} is not valid YAML{at}") from None
-    return space_from_mapping(data or {}, base)
+    return space_from_mapping(data or {}, base, algo)
 
 
-def load_space(path: str | Path | None, rollout_size: int | None = None) -> Space:
+def load_space(path: str | Path | None, rollout_size: int | None = None, algo: str = "ppo") -> Space:
     """Default space, overridden by the YAML file at ``path`` if given (single process)."""
-    return parse_space(read_space_file(path), rollout_size, str(path))
+    return parse_space(read_space_file(path), rollout_size, str(path), algo)
 
 
-def check_batch_size(space: Space, rollout_size: int) -> None:
-    """Every batch size a member can take must divide the rollout (n_steps * n_envs)."""
+def check_batch_size(space: Space, rollout_size: int, algo: str = "ppo") -> None:
+    """PPO: every batch size a member can take must divide the rollout (n_steps * n_envs).
+    Off-policy algorithms sample batches from their replay buffer: any whole number > 0 will do.
+    A2C trains on the whole rollout at once and has no batch size."""
     sizes: list[Any] = []
     if "batch_size" in space.params:
         p = space.params["batch_size"]
         if p.kind == "categorical":
             sizes = list(p.choices or ())
-        else:
+        elif algo in ON_POLICY:
             raise ConfigError("batch_size must be categorical (a list of choices that divide the rollout)")
+        else:
+            sizes = [p.low, p.high]
     elif "batch_size" in space.constants:
         sizes = [space.constants["batch_size"]]
     bad = [s for s in sizes if isinstance(s, bool) or not isinstance(s, (int, float)) or s != int(s) or s <= 0
-           or rollout_size % int(s) != 0]
-    if bad:
+           or (algo in ON_POLICY and rollout_size % int(s) != 0)]
+    if bad and algo in ON_POLICY:
         raise ConfigError(
             f"batch_size {bad} does not divide the rollout size n_steps * n_envs = {rollout_size}"
         )
+    if bad:
+        raise ConfigError(f"batch_size {bad} must be whole numbers > 0")

@@ -6,6 +6,7 @@ member is untouched. Usage: exchange_check.py STRATEGY [nan]"""
 import json
 import math
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 from mpi4py import MPI
@@ -13,7 +14,7 @@ from mpi4py import MPI
 from evo.comm import make_transport, root_decides
 from evo.config import CommonConfig
 from evo.member import Member
-from evo.pbt import decide, exchange
+from evo.pbt import decide, exchange_phase, rank_payloads
 from evo.selection import truncation_size
 from evo.space import default_space
 
@@ -38,7 +39,9 @@ if with_nan:
 all_hp = comm.allgather(pre_hp)
 decisions = root_decides(comm, lambda: decide(strategy, 0, scores, all_hp, space, 0.25, 3))
 transport = make_transport(strategy, comm, member.flat_size)
-mine = exchange(transport, member, decisions)
+payload = comm.scatter(rank_payloads(strategy, decisions, n) if rank == 0 else None, root=0)
+run = SimpleNamespace(transport=transport, slot=lambda m: SimpleNamespace(member=member))
+mine = exchange_phase(run, payload).get(rank)  # type: ignore[arg-type]
 
 post = member.pack()
 opt_state = member.model.policy.optimizer.state_dict()["state"]

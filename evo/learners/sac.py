@@ -1,0 +1,98 @@
+"""SAC (stable-baselines3) as a population member."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from evo.learners.offpolicy import OffPolicyLearner
+from evo.space import HParams
+
+
+class SACLearner(OffPolicyLearner):
+    """Live, besides the off-policy ones: ``ent_coef`` (a fixed value, or ``"auto"``: learned towards
+    ``target_entropy``, a number or ``"auto"`` = -dim(action)), ``target_update_interval``.
+
+    Every member is built with a learned entropy coefficient (``log_ent_coef`` and its Adam), so the
+    flat state has the same layout whether ``ent_coef`` is fixed or ``"auto"``; a fixed value simply
+    sets SB3's ``ent_coef_optimizer`` aside during training (SB3's own switch between the two), and
+    switching back to ``"auto"`` learns on from the coefficient moved with the weights.
+    Flat state: actor, critic, critic_target, log_ent_coef; Adam of actor, critic and ent_coef.
+    """
+
+    algo = "sac"
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "learning_rate": 3e-4, "gamma": 0.99, "batch_size": 256, "tau": 0.005, "train_freq": 1,
+        "gradient_steps": 1, "learning_starts": 100, "ent_coef": "auto", "target_entropy": "auto",
+        "target_update_interval": 1, "action_noise_std": 0.0
+    }
+    SETTING_DEFAULTS: ClassVar[dict[str, Any]] = {"buffer_size": 1_000_000, "use_sde": False, "sde_sample_freq": -1}
+    model: SAC
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._ent_auto = True
+        super().__init__(*args, **kwargs)
+
+    def _build(self, policy: Any, policy_kwargs: dict[str, Any], hp: Mapping[str, Any]) -> BaseAlgorithm:
+        s = self._built_settings
+        ent = hp["ent_coef"]
+        start = ent if isinstance(ent, str) else (f"auto_{float(ent)!r}" if float(ent) > 0 else "auto")
+        return SAC(
+            policy, self.env, learning_rate=float(hp["learning_rate"]), buffer_size=int(s["buffer_size"]),
+            learning_starts=int(hp["learning_starts"]), batch_size=int(hp["batch_size"]), tau=float(hp["tau"]),
+            gamma=float(hp["gamma"]), train_freq=int(hp["train_freq"]), gradient_steps=int(hp["gradient_steps"]),
+            ent_coef=start, use_sde=bool(s["use_sde"]), sde_sample_freq=int(s["sde_sample_freq"]),
+            policy_kwargs=policy_kwargs, seed=self.seed, device=self.device, verbose=0,
+        )
+
+    def _apply(self, name: str, value: Any) -> None:
+        m = self.model
+        if name == "ent_coef":
+            self._ent_auto = isinstance(value, str)
+            m.ent_coef = value
+            if not self._ent_auto:
+                m.ent_coef_tensor = torch.tensor(float(value), device=m.device)
+        elif name == "target_entropy":
+            m.target_entropy = float(-np.prod(m.action_space.shape or (1,)).astype(np.float32)) if value == "auto" \
+                else float(value)  # SB3's own "auto"
+        elif name == "target_update_interval":
+            m.target_update_interval = int(value)
+        else:
+            super()._apply(name, value)
+
+    def live_hparams(self) -> HParams:
+        m = self.model
+        return {
+            **super().live_hparams(),
+            "ent_coef": "auto" if self._ent_auto else float(m.ent_coef_tensor),
+            "target_entropy": float(m.target_entropy),
+            "target_update_interval": int(m.target_update_interval),
+        }
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        m = self.model
+        assert m.ent_coef_optimizer is not None
+        return [m.actor.optimizer, m.critic.optimizer, m.ent_coef_optimizer]
+
+    def _extra_weights(self) -> list[torch.Tensor]:
+        assert self.model.log_ent_coef is not None
+        return [self.model.log_ent_coef]
+
+    def _sync_targets(self) -> None:
+        self.model.critic_target.load_state_dict(self.model.critic.state_dict())
+
+    def _learn(self, steps: int, callback: BaseCallback) -> None:
+        m = self.model
+        optimizer = m.ent_coef_optimizer
+        if not self._ent_auto:
+            m.ent_coef_optimizer = None  # SB3 then uses ent_coef_tensor
+        try:
+            super()._learn(steps, callback)
+        finally:
+            m.ent_coef_optimizer = optimizer
