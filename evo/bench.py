@@ -130,6 +130,7 @@ def workload(ns: argparse.Namespace) -> dict[str, Any]:
 
     base = dict(PROCGEN if procgen_game(ns.env_id) else CARTPOLE)
     base["env_id"] = ns.env_id
+    base["algo"] = getattr(ns, "algo", "ppo")
     for key in ("n_envs", "n_steps", "steps_per_generation", "generations", "eval_episodes", "policy"):
         if getattr(ns, key, None) is not None:
             base[key] = getattr(ns, key)
@@ -151,7 +152,7 @@ def pbt_args(wl: dict[str, Any], log_dir: Path, exp_name: str, hyperparams: Path
             "--steps-per-generation", str(wl["steps_per_generation"]), "--generations", str(wl["generations"]),
             "--eval-episodes", str(wl["eval_episodes"]), "--policy", wl["policy"], "--no-tb-writer",
             "--checkpoint-every", "0", "--threads", str(threads), "--log-dir", str(log_dir),
-            "--exp-name", exp_name, "--verbose", "0"]
+            "--exp-name", exp_name, "--verbose", "0", "--algo", wl.get("algo", "ppo")]
     if hyperparams is not None:
         args += ["--hyperparams", str(hyperparams)]
     if not exchange:
@@ -214,7 +215,9 @@ def sweep(ns: argparse.Namespace, ranks: Sequence[int]) -> tuple[list[dict[str, 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="evo-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        hp = fixed_space_yaml(tmp / "space.yaml", wl, ns.n_epochs) if ns.n_epochs > 0 else None
+        # PPO: fix the hparams that set the amount of work; other learners keep their default space
+        hp = fixed_space_yaml(tmp / "space.yaml", wl, ns.n_epochs) if ns.n_epochs > 0 and wl["algo"] == "ppo" \
+            else None
         for n in ranks:
             for strategy in strategies:
                 print(f"  running {strategy} on {n} rank(s) ...", file=sys.stderr, flush=True)
@@ -798,6 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--ranks", type=int, nargs="+", default=ranks)
         sp.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=None)
         sp.add_argument("--env-id", default="CartPole-v1")
+        sp.add_argument("--algo", default="ppo", help="learner of every member: ppo, a2c, sac, td3, dqn")
         sp.add_argument("--policy", default=None, help="default: auto (CartPole), CnnPolicy (ProcGen)")
         for flag in ("n_envs", "n_steps", "steps_per_generation", "generations", "eval_episodes"):
             sp.add_argument("--" + flag.replace("_", "-"), dest=flag, type=int, default=None,
