@@ -554,17 +554,7 @@ def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | No
             _note_resume(cfg, start_gen, sorted(i for part in fresh for i in part),
                          truncate_records(cfg.run_dir, start_gen))
     elif rank == 0:
-        from evo.config import save_config
-
-        save_config(cfg, cfg.run_dir / "config.json", {
-            "world_size": world, "members_per_rank": [len(comm_mod.local_members(cfg.num_agents, k, world))
-                                                      for k in range(world)],
-            "threads_per_rank": threads, "versions": _versions(), "deterministic_eval": cfg.deterministic_eval,
-            "rollout_size": cfg.rollout_size, "search_space": settings["search_space"],
-            "initial_hparams_rank0": dict(members[0].hparams),
-            "env_state_checkpointed": members[0].env_state() is not None, "resumes": [],
-            "random_policy": _random_policy(cfg),
-        })
+        save_new_config(cfg, world, threads, settings, members[0])
     comm.Barrier()
     r = Run(cfg, comm, space, [], STOP.install(), None, schedule, expected)
     if not r.baseline:
@@ -584,6 +574,22 @@ def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | No
         r.t_run0 -= comm_mod.root_decides(comm, lambda: float(json.loads(
             (Path(resume_dir) / "population.json").read_text()).get("wall_s", 0.0)))
     return r, resume_dir, start_gen
+
+
+def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[str, Any], first: Member,
+                    **extra: Any) -> None:
+    """(rank 0, a new run) config.json: the resolved settings and what a reader needs to trust them."""
+    from evo.config import save_config
+
+    assert cfg.num_agents is not None
+    save_config(cfg, cfg.run_dir / "config.json", {
+        "world_size": world, "members_per_rank": [len(comm_mod.local_members(cfg.num_agents, k, world))
+                                                  for k in range(world)],
+        "threads_per_rank": threads, "versions": _versions(), "deterministic_eval": cfg.deterministic_eval,
+        "rollout_size": cfg.rollout_size, "search_space": settings["search_space"],
+        "initial_hparams_rank0": dict(first.hparams), "env_state_checkpointed": first.env_state() is not None,
+        "resumes": [], "random_policy": _random_policy(cfg), **extra,
+    })
 
 
 def _random_policy(cfg: PBTConfig) -> dict[str, Any]:

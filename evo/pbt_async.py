@@ -95,8 +95,8 @@ from evo.pbt import (
     _prepare_run_dir,
     _space_dict,
     _space_for,
-    _versions,
     evaluate_phase,
+    save_new_config,
 )
 from evo.records import JsonlWriter, TableWriter, TensorBoard, atomic_write_text, write_json
 from evo.selection import rank_members, truncation_size
@@ -687,17 +687,7 @@ def _start_async(cfg: PBTConfig, comm: Any) -> tuple[Run, ResumePlan | None, lis
 
         fresh = comm_mod.on_every_rank(comm, load)
     elif rank == 0:
-        from evo.config import save_config
-
-        save_config(cfg, cfg.run_dir / "config.json", {
-            "world_size": world, "members_per_rank": [len(comm_mod.local_members(cfg.num_agents, k, world))
-                                                      for k in range(world)],
-            "threads_per_rank": threads, "versions": _versions(), "deterministic_eval": cfg.deterministic_eval,
-            "rollout_size": cfg.rollout_size, "search_space": settings["search_space"],
-            "initial_hparams_rank0": dict(members[0].hparams),
-            "env_state_checkpointed": members[0].env_state() is not None, "resumes": [],
-            "async": True,
-        })
+        save_new_config(cfg, world, threads, settings, members[0], **{"async": True})
     comm.Barrier()
     r = Run(cfg, comm, space, [], STOP.install(), None, None, expected)
     resumed = plan.dirs if plan is not None else {}
