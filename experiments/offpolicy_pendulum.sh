@@ -6,7 +6,7 @@
 # space, 5 evaluation episodes; baselines: the RL Zoo's tuned SAC set, and SB3's TD3 defaults
 # (the Zoo's TD3 set starts learning only after 10,000 steps, beyond this budget). One PBT seed:
 # a smoke-sized comparison, not a result; scale GENERATIONS/SEEDS up for one.
-# Takes about 5-10 minutes on a 2-core machine.
+# Takes 29 minutes on a 2-core machine (measured while other jobs shared it; less alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
