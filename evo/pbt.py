@@ -521,9 +521,10 @@ def run(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None 
     return exit_code
 
 
-def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None) -> tuple[Run, str | None, int]:
-    """Validate against the world, prepare or check the run dir, build (or load) this rank's members."""
-    rank, world = comm.Get_rank(), comm.Get_size()
+def resolve_run(cfg: PBTConfig, comm: Any) -> tuple[Space, int, dict[str, Any], dict[str, Any]]:
+    """Validate against the world (the same on every rank), set threads, and describe the run:
+    ``(space, threads, expected checkpoint meta, settings compared on resume)``."""
+    world = comm.Get_size()
     space_text = comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams))
     with everywhere():  # argv, the world size and broadcast file contents: the same on every rank
         if cfg.num_agents is None:
@@ -541,6 +542,14 @@ def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | No
                 "n_envs": cfg.n_envs, "n_steps": cfg.n_steps, "policy": cfg.policy,
                 "steps_per_generation": cfg.steps_per_generation, "algo": cfg.algo}
     settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
+    return space, threads, expected, settings
+
+
+def _start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None) -> tuple[Run, str | None, int]:
+    """Validate against the world, prepare or check the run dir, build (or load) this rank's members."""
+    rank, world = comm.Get_rank(), comm.Get_size()
+    space, threads, expected, settings = resolve_run(cfg, comm)
+    assert cfg.num_agents is not None
     resume_dir, start_gen = comm_mod.root_decides(comm, lambda: _prepare_run_dir(cfg, expected, settings))
     ids = comm_mod.local_members(cfg.num_agents, rank, world)
     local = comm_mod.local_rank(comm)  # collective: before any rank can fail alone

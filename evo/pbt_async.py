@@ -70,7 +70,6 @@ import numpy as np
 from evo import checkpoint as ckpt
 from evo import comm as comm_mod
 from evo import seeds
-from evo.cli import everywhere
 from evo.config import PBTConfig
 from evo.errors import CheckpointError, ConfigError
 from evo.member import Member
@@ -93,14 +92,13 @@ from evo.pbt import (
     _nan_none,
     _note_resume,
     _prepare_run_dir,
-    _space_dict,
-    _space_for,
     evaluate_phase,
+    resolve_run,
     save_new_config,
 )
 from evo.records import JsonlWriter, TableWriter, TensorBoard, atomic_write_text, write_json
 from evo.selection import rank_members, truncation_size
-from evo.space import HParams, explore, read_space_file
+from evo.space import HParams, explore
 from evo.stop import STOP
 
 KEEP = 2
@@ -648,22 +646,9 @@ def _open_writers_async(r: Run, plan: ResumePlan | None) -> None:
 def _start_async(cfg: PBTConfig, comm: Any) -> tuple[Run, ResumePlan | None, list[int]]:
     """Validate against the world, prepare or check the run dir, build (or load) this rank's members."""
     rank, world = comm.Get_rank(), comm.Get_size()
-    space_text = comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams))
-    with everywhere():
-        if cfg.num_agents is None:
-            cfg.num_agents = world
-        elif cfg.num_agents < world:
-            raise ConfigError(
-                f"--num-agents {cfg.num_agents} is smaller than the MPI world size {world}: every rank needs at "
-                f"least one member (launch with mpiexec -n {cfg.num_agents} or fewer)")
-        if cfg.exp_name is None:
-            cfg.exp_name = cfg.default_exp_name()
-        space = _space_for(cfg, space_text)
-    threads = comm_mod.set_threads(comm, cfg.threads)
-    expected = {"world_size": world, "num_agents": cfg.num_agents, "env_id": cfg.env_id, "strategy": cfg.strategy,
-                "n_envs": cfg.n_envs, "n_steps": cfg.n_steps, "policy": cfg.policy,
-                "steps_per_generation": cfg.steps_per_generation, "async": True}
-    settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
+    space, threads, expected, settings = resolve_run(cfg, comm)
+    assert cfg.num_agents is not None
+    expected["async"] = True
 
     def prepare() -> ResumePlan | None:
         if cfg.resume:
