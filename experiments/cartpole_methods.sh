@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# CartPole-v1, PPO from SB3's default settings: PBT (truncation), PB2, random search, SB3 defaults
+# and the RL Zoo's tuned PPO (evo's `cartpole` set), at a small budget of the same env steps per
+# member. Protocol: experiments/methods_lib.sh.
+#
+# Default size: 8 members / seeds, 8 generations x 2048 = 16,384 env steps per member, 3 seeds of
+# each population variant (11 runs of 8 agents). Takes about 20 minutes on a 2-core machine.
+# Scale up with e.g. GENERATIONS=25 STEPS_PER_GEN=4096 (102,400 steps; about 2 hours here).
+#
+# Settings (environment variables): as experiments/pendulum_methods.sh, with GENERATIONS (8),
+# STEPS_PER_GEN (2048, a multiple of 2048), LOG_DIR (logs/experiments/cartpole),
+# OUT (experiments/results/cartpole).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCRIPT=cartpole_methods
+TASK=cartpole
+ENV_ARGS=(--env-id CartPole-v1)
+TUNED_SET=cartpole
+TUNED_LABEL="RL Zoo tuned"
+RANKS=${RANKS:-8}
+MEMBERS=${MEMBERS:-$RANKS}
+SEEDS=${SEEDS:-0 100 200}
+BASE_SEED=${BASE_SEED:-1000}
+GENERATIONS=${GENERATIONS:-8}
+STEPS_PER_GEN=${STEPS_PER_GEN:-2048}
+EVAL_EPISODES=${EVAL_EPISODES:-10}
+# shellcheck source=experiments/methods_lib.sh
+source experiments/methods_lib.sh
