@@ -142,7 +142,15 @@ class Run:
     @property
     def description(self) -> str:
         if self.kind == "pbt":
-            return f"PBT ({self.strategy})"
+            cfg = self.config
+            how = [self.strategy]
+            if cfg.get("async_mode"):
+                how.append("async")
+            if cfg.get("exchange", True) is False:
+                how.append("no exchange: random search")
+            elif cfg.get("explore", "perturb") != "perturb":
+                how.append(f"explore {cfg['explore']}")
+            return f"PBT ({', '.join(how)})"
         if self.kind == "replay":
             return "replay of a PBT schedule"
         return f"baseline ({self.config.get('param_name', '?')} set)"

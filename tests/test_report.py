@@ -638,3 +638,14 @@ def test_bad_report_options_are_one_line_errors(tmp_path: Path, capsys: pytest.C
         main([str(run), "--reps", "0"])
     with pytest.raises(SystemExit):
         main([str(run), "--budget", "-5"])
+
+
+def test_run_description_names_random_search_pb2_and_async(tmp_path: Path) -> None:
+    """The per-run table tells a --no-exchange population (random search) and a PB2 run from PBT."""
+    pts = [256]
+    cases = {"plain": ({}, "PBT (truncation)"),
+             "rs": ({"exchange": False}, "PBT (truncation, no exchange: random search)"),
+             "pb2": ({"explore": "pb2"}, "PBT (truncation, explore pb2)"),
+             "async": ({"async_mode": True}, "PBT (truncation, async)")}
+    for name, (config, want) in cases.items():
+        assert load_run(write_run(tmp_path / name, [[1.0]], pts, config=config)).description == want
