@@ -4,15 +4,8 @@
 # LOG_DIR, OUT, OVERWRITE); this file finds PYTHON and MPIEXEC, checks the sizes, runs PBT,
 # the baseline, the replay and the report.
 # shellcheck shell=bash
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-if [[ -z "${MPIEXEC:-}" ]]; then
-    MPIEXEC="$(dirname "$PYTHON")/mpiexec"
-    [[ -x "$MPIEXEC" ]] || MPIEXEC=$(command -v mpiexec || true)
-fi
-[[ -n "$MPIEXEC" ]] || { echo "$SCRIPT: error: no mpiexec (pip install mpich, or set MPIEXEC)" >&2; exit 2; }
-read -r -a LAUNCH_ARGS <<< "${MPIEXEC_ARGS:-}"
+# shellcheck source=experiments/launcher.sh
+source experiments/launcher.sh
 
 ROLLOUT=$((N_ENVS * N_STEPS))
 if (( STEPS_PER_GEN % ROLLOUT != 0 || TIMESTEPS % STEPS_PER_GEN != 0 )); then
