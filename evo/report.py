@@ -53,6 +53,7 @@ import math
 import re
 import shutil
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1272,20 +1273,29 @@ def _run_curve(run: Run, column: str) -> tuple[list[int], list[float], list[floa
     return xs, best, mean, lo, hi
 
 
-def _plot_run(ax: Any, run: Run, column: str, color: str) -> None:
-    xs, best, mean, lo, hi = _run_curve(run, column)
-    if not xs:
-        return
-    if run.kind == "pbt":
-        ax.plot(xs, best, "-o", color=color, ms=3, label=f"{run.label}: PBT best of {run.n_members}")
-        ax.plot(xs, mean, "--", color=color, label=f"{run.label}: PBT mean of {run.n_members}")
-        return
-    what = "replay" if run.kind == "replay" else "baseline"
-    n = run.n_members
-    band = f" (band: min–max of {n} seeds)" if n > 1 else " (1 seed)"
-    ax.plot(xs, mean, "-s", color=color, ms=3, label=f"{run.label}: {what} mean{band}")
-    if n > 1:
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+def _plot_method(ax: Any, method: Method, runs: Sequence[Run], column: str, color: str) -> None:
+    """One method's runs in one colour, one legend entry per line style. A PBT run is drawn as its
+    best member (solid) and its population mean (dashed), a baseline or replay run as its mean over
+    seeds with a min–max band; a method of several runs draws every run, thinner."""
+    several = len(runs) > 1
+    of_runs = f", {len(runs)} runs" if several else ""
+    for k, run in enumerate(runs):
+        xs, best, mean, lo, hi = _run_curve(run, column)
+        if not xs:
+            continue
+        first = k == 0
+        width = 1.0 if several else 1.5
+        if run.kind == "pbt":
+            n = run.n_members
+            ax.plot(xs, best, "-o", color=color, ms=3, lw=width,
+                    label=f"{method.label}: best of {n}{of_runs}" if first else None)
+            ax.plot(xs, mean, "--", color=color, lw=width, label=f"{method.label}: mean of {n}" if first else None)
+            continue
+        n = run.n_members
+        band = f" (band: min–max of {n} seeds)" if n > 1 else " (1 seed)"
+        ax.plot(xs, mean, "-s", color=color, ms=3, lw=width, label=f"{method.label}: mean{band}" if first else None)
+        if n > 1:
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2 if not several else 0.1, linewidth=0)
 
 
 def _budget_line(ax: Any, budget: Budget) -> None:
@@ -1308,13 +1318,13 @@ def plot_scores(runs: Sequence[Run], tasks: Sequence[TaskReport], out: Path) -> 
     panels = [("score", "training levels" if has_test else "evaluation")]
     if has_test:
         panels.append(("test_score", "held-out levels"))
-    fig, axes = plt.subplots(len(tasks), len(panels), figsize=(7.5 * len(panels), 5 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), len(panels), figsize=(10.5 * len(panels), 5 * len(tasks)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, tr in zip(axes, tasks, strict=True):
         for ax, (column, where) in zip(row, panels, strict=True):
-            for i, run in enumerate(runs):
-                if run.task == tr.task:
-                    _plot_run(ax, run, column, colors[i % len(colors)])
+            methods = list({id(e.method): e.method for e in tr.entries}.values())
+            for i, method in enumerate(methods):
+                _plot_method(ax, method, method.runs_on(tr.task), column, colors[i % len(colors)])
             _budget_line(ax, tr.budget)
             if column == "score":
                 _reference_line(ax, tr.reference)
@@ -1322,7 +1332,7 @@ def plot_scores(runs: Sequence[Run], tasks: Sequence[TaskReport], out: Path) -> 
             ax.set_ylabel("score (mean evaluation return)")
             ax.set_title(f"{tr.task}: score on {where} vs env steps per member")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="best")
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -1342,7 +1352,9 @@ def _plot_run_scores(ax: Any, tr: TaskReport, colors: Sequence[str]) -> None:
         ax.errorbar([i + 0.3], [iqm.value], yerr=err, fmt="D", color="k", ms=5, capsize=4, zorder=4,
                     label="IQM [95% CI]" if i == 0 else None)
     _reference_line(ax, tr.reference)
-    ax.set_xticks(range(len(tr.entries)), [f"{e.label}\n(n={e.n})" for e in tr.entries], fontsize=8)
+    names = [textwrap.fill(e.label, 11) for e in tr.entries]
+    ax.set_xticks(range(len(tr.entries)), [f"{name}\n(n={e.n})" for name, e in zip(names, tr.entries, strict=True)],
+                  fontsize=8)
     ax.set_ylabel(f"score at {tr.budget.steps} env steps per member")
     ax.set_title(f"{tr.task}: one dot per run")
     ax.grid(alpha=0.3, axis="y")

@@ -649,3 +649,27 @@ def test_run_description_names_random_search_pb2_and_async(tmp_path: Path) -> No
              "async": ({"async_mode": True}, "PBT (truncation, async)")}
     for name, (config, want) in cases.items():
         assert load_run(write_run(tmp_path / name, [[1.0]], pts, config=config)).description == want
+
+
+def test_score_plot_draws_one_colour_and_one_legend_entry_per_method(tmp_path: Path) -> None:
+    """Three runs of one PBT method are one legend entry each for best and mean, in one colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evo.report import _plot_method, group_methods
+
+    pts = [256, 512]
+    paths = [write_run(tmp_path / f"p{s}", [[1.0, 2.0], [3.0, 4.0]], pts, config={"seed": s}) for s in (0, 1, 2)]
+    paths.append(write_run(tmp_path / "b", [[1.0, 2.0], [2.0, 5.0]], pts, strategy="baseline"))
+    runs = [load_run(p) for p in paths]
+    methods = group_methods(runs, ["PBT", "PBT", "PBT", "base"])
+    fig, ax = plt.subplots()
+    for method, color in zip(methods, ["C0", "C1"], strict=True):
+        _plot_method(ax, method, method.runs, "score", color)
+    labels = [t.get_text() for t in ax.legend().get_texts()]
+    assert labels == ["PBT: best of 2, 3 runs", "PBT: mean of 2", "base: mean (band: min–max of 2 seeds)"]
+    assert len(ax.lines) == 3 * 2 + 1
+    assert {line.get_color() for line in ax.lines[:6]} == {"C0"} and ax.lines[6].get_color() == "C1"
+    plt.close(fig)
