@@ -1352,7 +1352,7 @@ def _plot_run_scores(ax: Any, tr: TaskReport, colors: Sequence[str]) -> None:
         ax.errorbar([i + 0.3], [iqm.value], yerr=err, fmt="D", color="k", ms=5, capsize=4, zorder=4,
                     label="IQM [95% CI]" if i == 0 else None)
     _reference_line(ax, tr.reference)
-    names = [textwrap.fill(e.label, 11) for e in tr.entries]
+    names = [textwrap.fill(e.label, 11, break_long_words=False) for e in tr.entries]
     ax.set_xticks(range(len(tr.entries)), [f"{name}\n(n={e.n})" for name, e in zip(names, tr.entries, strict=True)],
                   fontsize=8)
     ax.set_ylabel(f"score at {tr.budget.steps} env steps per member")

@@ -4,8 +4,9 @@
 # member. Protocol: experiments/methods_lib.sh.
 #
 # Default size: 8 members / seeds, 8 generations x 2048 = 16,384 env steps per member, 3 seeds of
-# each population variant (11 runs of 8 agents). Takes about 20 minutes on a 2-core machine.
-# Scale up with e.g. GENERATIONS=25 STEPS_PER_GEN=4096 (102,400 steps; about 2 hours here).
+# each population variant (11 runs of 8 agents). Took 36 minutes on a 2-core machine (measured;
+# evaluating 10 episodes of up to 500 steps per member and generation is a large share).
+# Scale up with e.g. GENERATIONS=25 STEPS_PER_GEN=4096 (102,400 steps; several hours here).
 #
 # Settings (environment variables): as experiments/pendulum_methods.sh, with GENERATIONS (8),
 # STEPS_PER_GEN (2048, a multiple of 2048), LOG_DIR (logs/experiments/cartpole),

@@ -21,15 +21,8 @@
 # A run whose summary.json exists is kept (rerun the script after an interruption and it goes on
 # with the runs left); OVERWRITE=1 redoes every run.
 # shellcheck shell=bash
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-if [[ -z "${MPIEXEC:-}" ]]; then
-    MPIEXEC="$(dirname "$PYTHON")/mpiexec"
-    [[ -x "$MPIEXEC" ]] || MPIEXEC=$(command -v mpiexec || true)
-fi
-[[ -n "$MPIEXEC" ]] || { echo "$SCRIPT: error: no mpiexec (pip install mpich, or set MPIEXEC)" >&2; exit 2; }
-read -r -a LAUNCH_ARGS <<< "${MPIEXEC_ARGS:-}"
+# shellcheck source=experiments/launcher.sh
+source experiments/launcher.sh
 read -r -a SEED_LIST <<< "$SEEDS"
 TIMESTEPS=$((GENERATIONS * STEPS_PER_GEN))
 LOG_DIR=${LOG_DIR:-logs/experiments/$TASK}

@@ -3,8 +3,8 @@
 # the RL Zoo's tuned PPO, at the same env steps per member. Protocol: experiments/methods_lib.sh.
 #
 # Default size: 8 members / seeds, 12 generations x 4096 = 49,152 env steps per member, 3 seeds of
-# each population variant (11 runs of 8 agents). Takes about 45 minutes on a 2-core machine.
-# The RL Zoo reports its tuned PPO at 100k steps; for that budget (about 1.5 hours here):
+# each population variant (11 runs of 8 agents). Took 59 minutes on a 2-core machine (measured).
+# The RL Zoo reports its tuned PPO at 100k steps; for that budget (about 2 hours here):
 #   GENERATIONS=25 experiments/pendulum_methods.sh      # 102,400 env steps per member
 # On a cluster give each member its own core: RANKS=8 (or MEMBERS=32 RANKS=32 SEEDS="0 100 200 300 400").
 #
