@@ -18,12 +18,7 @@ TASK=cartpole
 ENV_ARGS=(--env-id CartPole-v1)
 TUNED_SET=cartpole
 TUNED_LABEL="RL Zoo tuned"
-RANKS=${RANKS:-8}
-MEMBERS=${MEMBERS:-$RANKS}
-SEEDS=${SEEDS:-0 100 200}
-BASE_SEED=${BASE_SEED:-1000}
 GENERATIONS=${GENERATIONS:-8}
 STEPS_PER_GEN=${STEPS_PER_GEN:-2048}
-EVAL_EPISODES=${EVAL_EPISODES:-10}
 # shellcheck source=experiments/methods_lib.sh
 source experiments/methods_lib.sh

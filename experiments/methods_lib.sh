@@ -1,7 +1,8 @@
 # Shared body of the method-comparison scripts (sourced, not run): PBT (truncation), PB2, random
 # search and two single-agent baselines on one task, at the same env steps per member, then
-# `python -m evo.report` over all of them. The caller sets SCRIPT, TASK, ENV_ARGS, TUNED_SET and
-# TUNED_LABEL, and the sizes below (each overridable from the environment).
+# `python -m evo.report` over all of them. The caller sets SCRIPT, TASK, ENV_ARGS, TUNED_SET,
+# TUNED_LABEL, GENERATIONS and STEPS_PER_GEN; RANKS (8), MEMBERS (= RANKS), SEEDS ("0 100 200"),
+# BASE_SEED (1000) and EVAL_EPISODES (10) default here. Every size can be set from the environment.
 #
 # Protocol (fixed before any result was seen; see experiments/results/README.md):
 #   * PBT, PB2 and random search share everything but the exploit/explore step: MEMBERS members on
@@ -23,6 +24,11 @@
 # shellcheck shell=bash
 # shellcheck source=experiments/launcher.sh
 source experiments/launcher.sh
+RANKS=${RANKS:-8}
+MEMBERS=${MEMBERS:-$RANKS}
+SEEDS=${SEEDS:-0 100 200}
+BASE_SEED=${BASE_SEED:-1000}
+EVAL_EPISODES=${EVAL_EPISODES:-10}
 read -r -a SEED_LIST <<< "$SEEDS"
 TIMESTEPS=$((GENERATIONS * STEPS_PER_GEN))
 LOG_DIR=${LOG_DIR:-logs/experiments/$TASK}

@@ -20,12 +20,7 @@ TASK=pendulum
 ENV_ARGS=(--env-id Pendulum-v1)
 TUNED_SET=zoo-ppo-pendulum
 TUNED_LABEL="RL Zoo tuned"
-RANKS=${RANKS:-8}
-MEMBERS=${MEMBERS:-$RANKS}
-SEEDS=${SEEDS:-0 100 200}
-BASE_SEED=${BASE_SEED:-1000}
 GENERATIONS=${GENERATIONS:-12}
 STEPS_PER_GEN=${STEPS_PER_GEN:-4096}
-EVAL_EPISODES=${EVAL_EPISODES:-10}
 # shellcheck source=experiments/methods_lib.sh
 source experiments/methods_lib.sh
