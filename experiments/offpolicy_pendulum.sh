@@ -8,8 +8,9 @@
 # One PBT run per seed in SEEDS (spaced by more than the population: member i uses seed + i).
 #
 # Time here (2 cores): about 7 minutes per PBT run and per baseline run of SAC, more for TD3;
-# the defaults (sac and td3, one PBT seed) about 30 minutes. experiments/results/README.md's SAC
-# table is  ALGOS=sac SEEDS="0 100 200" experiments/offpolicy_pendulum.sh  (about 30 minutes).
+# the defaults (sac and td3, one PBT seed) about 30 minutes. A run can take far longer: explore may
+# resample gradient_steps up to 64 per env step (experiments/results/README.md, "SAC"); bound it
+# with --hyperparams when wall time matters.
 # Scale up with GENERATIONS, STEPS (per generation), RANKS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
