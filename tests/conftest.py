@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +78,22 @@ def run_module(module: str, *args: str, timeout: float = 180, env: dict[str, str
 TINY = ["--env-id", "CartPole-v1", "--n-envs", "2", "--n-steps", "128", "--steps-per-generation", "256",
         "--eval-episodes", "2"]
 """Flags for the smallest real run: 256 env steps per member per generation."""
+
+
+def signal_after(proc: subprocess.Popen, path: Path, sig: int, wait_s: float) -> tuple[float, str, str]:
+    """Wait (at most ``wait_s``) until ``path`` exists, send ``sig`` to the launcher ``proc`` (mpiexec
+    forwards it to every rank) and collect its output. Returns (seconds from signal to exit, stdout,
+    stderr); fails if ``path`` never appeared. Kills the whole process group if anything goes wrong."""
+    try:
+        deadline = time.monotonic() + wait_s
+        while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert path.exists(), f"the run never got going (no {path.name})"
+        t0 = time.monotonic()
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+        return time.monotonic() - t0, out, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY, mpiexec_path, run_mpi
+from conftest import ROOT, TINY, mpiexec_path, run_mpi, signal_after
 
 from evo.config import PBTConfig, parse
 from evo.errors import ConfigError
@@ -222,20 +221,8 @@ def _start(tmp_path: Path, generations: int, *extra: str) -> subprocess.Popen:
 def test_sigterm_exits_75_and_resume_completes_the_records(tmp_path: Path) -> None:
     generations = 8
     proc = _start(tmp_path, generations)
-    try:
-        manifest = tmp_path / "cut" / "checkpoints" / "member_001" / "int_000002" / "manifest.json"
-        deadline = time.monotonic() + 90
-        while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert manifest.exists(), "the run never got going"
-        t0 = time.monotonic()
-        os.kill(proc.pid, signal.SIGTERM)  # mpiexec forwards it to every rank
-        _, err = proc.communicate(timeout=60)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    manifest = tmp_path / "cut" / "checkpoints" / "member_001" / "int_000002" / "manifest.json"
+    elapsed, _, err = signal_after(proc, manifest, signal.SIGTERM, wait_s=90)
     assert proc.returncode == 75, err[-2000:]
     assert "resume with --resume" in err and elapsed < 30
     before = rows(tmp_path / "cut" / "members.csv")

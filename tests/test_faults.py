@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, mpiexec_path, run_mpi
+from conftest import ROOT, TINY, mpiexec_path, run_mpi, signal_after
 
 pytestmark = pytest.mark.mpi
 
@@ -182,20 +182,8 @@ def _without_times(r: list[dict[str, str]]) -> list[dict[str, str]]:
 def test_signal_checkpoints_and_resume_matches_uninterrupted_run(signame: str, tmp_path: Path) -> None:
     generations = 6
     proc = _start(tmp_path, "cut", generations)
-    try:
-        manifest = tmp_path / "cut" / "checkpoints" / "gen_000002" / "manifest.json"
-        deadline = time.monotonic() + 60
-        while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert manifest.exists()
-        t0 = time.monotonic()
-        os.kill(proc.pid, getattr(signal, signame))  # mpiexec forwards it to every rank
-        out, err = proc.communicate(timeout=60)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    manifest = tmp_path / "cut" / "checkpoints" / "gen_000002" / "manifest.json"
+    elapsed, out, err = signal_after(proc, manifest, getattr(signal, signame), wait_s=60)
     assert proc.returncode == 75, err[-2000:]
     assert elapsed < 60
     assert "resume with --resume" in err
