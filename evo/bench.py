@@ -441,7 +441,7 @@ TRANSPORT_COLUMNS = ["mb", "mode", "strategy", "ranks", "exchange_ms_median", "e
 TRANSPORT_NOTES = (
     "synthetic members: a float32 state of MB megabytes, 'training' = a sleep of interval_s x a per-member "
     "slowness (lognormal, sigma=spread) x a per-interval jitter (lognormal, sigma=jitter), seeded; the same "
-    "durations in both modes. sync: allgather scores, rank 0 plans with evo.selection.plan, scatter_decisions "
+    "durations in both modes. sync: allgather scores, rank 0 plans with evo.core.selection.plan, scatter_decisions "
     "sends each rank only its transfers, weights move with make_transport(strategy). async: AsyncHub; each "
     "member publishes, reports to rank 0 (truncation / wta against the latest reported scores) and fetches "
     "its donor; truncation_collective has no async form. exchange_ms: per generation (async: per interval "
@@ -480,7 +480,7 @@ class AsyncRule:
         self.rng = np.random.default_rng([seed, 12])
 
     def __call__(self, report: dict[str, Any]) -> dict[str, Any]:
-        from evo.selection import rank_members, truncation_size
+        from evo.core.selection import rank_members, truncation_size
 
         member = int(report["member"])
         self.latest[member] = float(report["score"])
@@ -504,7 +504,7 @@ def _sync_run(comm: Any, strategy: str, size: int, durations: Any, cfg: dict[str
     import numpy as np
 
     from evo.comm import make_transport, scatter_decisions
-    from evo.selection import plan, selection_rng
+    from evo.core.selection import plan, selection_rng
 
     rank, n = comm.Get_rank(), comm.Get_size()
     state = np.zeros(size, dtype=np.float32)
@@ -732,7 +732,7 @@ def cmd_transport(ns: argparse.Namespace) -> None:
 # -- paired vs unpaired evaluation ----------------------------------------------------------------
 def bottom_agreement(first: Sequence[float], second: Sequence[float], k: int) -> float:
     """Share of the bottom-``k`` members of ``first`` that are also in the bottom ``k`` of ``second``."""
-    from evo.selection import rank_members
+    from evo.core.selection import rank_members
 
     a, b = set(rank_members(first)[-k:]), set(rank_members(second)[-k:])
     return len(a & b) / k
@@ -746,10 +746,10 @@ def cmd_agreement(ns: argparse.Namespace) -> None:
     import json
 
     from evo import checkpoint as ckpt
-    from evo import seeds
     from evo.config import PBTConfig
+    from evo.core import seeds
+    from evo.core.selection import truncation_size
     from evo.member import Member
-    from evo.selection import truncation_size
 
     run = Path(ns.run)
     saved = json.loads((run / "config.json").read_text())

@@ -4,7 +4,7 @@ Small Python objects (scores, hyperparameters, plans) travel with the lowercase,
 weights and optimizer state travel as preallocated contiguous float32 buffers with the uppercase
 calls. ``comm`` is always passed in explicitly, so tests can use ``MPI.COMM_SELF``.
 
-Three ways to move a plan of :class:`~evo.selection.Transfer`:
+Three ways to move a plan of :class:`~evo.core.selection.Transfer`:
 
 * :class:`BroadcastTransport` (winner takes all): one ``Bcast`` from the winner to everyone.
 * :class:`P2PTransport` (truncation): every donor ``Isend``s to its receivers and every receiver
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 from mpi4py import MPI
 
-from evo.selection import Transfer, donor_groups
+from evo.core.selection import Transfer, donor_groups
 
 Comm = MPI.Comm
 WEIGHTS_TAG = 17

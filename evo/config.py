@@ -138,7 +138,7 @@ class PBTConfig(CommonConfig):
 
     def validate(self) -> None:
         super().validate()
-        from evo.selection import STRATEGIES, validate_quantile
+        from evo.core.selection import STRATEGIES, validate_quantile
 
         if self.strategy not in (*STRATEGIES, "baseline"):
             raise ConfigError(f"unknown strategy {self.strategy!r}")
@@ -146,7 +146,7 @@ class PBTConfig(CommonConfig):
             raise ConfigError(f"--generations must be > 0, got {self.generations}")
         if self.steps_per_generation <= 0:
             raise ConfigError(f"--steps-per-generation must be > 0, got {self.steps_per_generation}")
-        from evo.space import ON_POLICY, generation_unit
+        from evo.core.space import ON_POLICY, generation_unit
 
         unit = generation_unit(self.algo, self.n_steps, self.n_envs)
         if self.steps_per_generation % unit != 0:
@@ -203,8 +203,8 @@ class BaselineConfig(PBTConfig):
         """Apply the named set (flags given on the command line win) and derive the schedule.
 
         ``sets_text``: the contents of ``--param-file``, read on one rank and broadcast."""
+        from evo.core.space import check_algo, generation_unit
         from evo.hparam_sets import RUN_KEYS, default_set_name, get_set, split_set
-        from evo.space import check_algo, generation_unit
 
         check_algo(self.algo)
         name = self.param_name

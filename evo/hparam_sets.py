@@ -7,8 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from evo.core.space import check_algo, coerce_value
 from evo.errors import ConfigError
-from evo.space import check_algo, coerce_value
 
 RUN_KEYS = ("n_envs", "n_steps", "policy", "eval_deterministic", "algo", "normalize_obs", "normalize_reward")
 """Keys of a set that configure the run (config fields) rather than the algorithm's update. A set

@@ -29,18 +29,18 @@ import numpy as np
 
 from evo import checkpoint as ckpt
 from evo import comm as comm_mod
-from evo import seeds
 from evo.cli import everywhere
 from evo.config import CommonConfig, PBTConfig
+from evo.core import seeds
+from evo.core.selection import Transfer, best_member, plan
+from evo.core.space import HParams, Space, check_batch_size, explore, parse_space, read_space_file
 from evo.errors import ConfigError
 from evo.member import Member, TrainStats
 from evo.records import JsonlWriter, TableWriter, TensorBoard, dumps_line, truncate_records, write_json
-from evo.selection import Transfer, best_member, plan
-from evo.space import HParams, Space, check_batch_size, explore, parse_space, read_space_file
 from evo.stop import STOP, StopFlag
 
 if TYPE_CHECKING:  # PB2 needs scikit-learn: imported only when --explore pb2 is used
-    from evo.pb2 import Observation
+    from evo.core.pb2 import Observation
 
 EXIT_PREEMPTED = 75
 """Exit code after a stop signal (SIGTERM/SIGUSR1): checkpointed, resume with ``--resume``
@@ -78,7 +78,7 @@ def decide(strategy: str, generation: int, scores: Sequence[float], hparams: Seq
     for t in transfers:
         rng = seeds.explore_rng(seed, generation, t.receiver)
         if method == "pb2":
-            from evo.pb2 import pb2_explore
+            from evo.core.pb2 import pb2_explore
 
             pending = [d.hparams_after for d in out]
             new, changes = pb2_explore(hparams[t.donor], space, rng, history, float(generation), pending)
@@ -348,7 +348,7 @@ def pb2_observations(generation: int, scores: Sequence[float], hparams: Sequence
                      start: Mapping[int, float]) -> list[Observation]:
     """PB2's data from one generation: each member's change in score over it, with the hparams it
     trained with. A member that copied a donor at the last exploit starts from the donor's score."""
-    from evo.pb2 import Observation
+    from evo.core.pb2 import Observation
 
     return [Observation(float(generation), dict(hparams[m]), float(scores[m]) - start[m], m)
             for m in range(len(scores)) if m in start and math.isfinite(scores[m]) and math.isfinite(start[m])]

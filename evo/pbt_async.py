@@ -69,8 +69,10 @@ import numpy as np
 
 from evo import checkpoint as ckpt
 from evo import comm as comm_mod
-from evo import seeds
 from evo.config import PBTConfig
+from evo.core import seeds
+from evo.core.selection import rank_members, truncation_size
+from evo.core.space import HParams, explore
 from evo.errors import CheckpointError, ConfigError
 from evo.member import Member
 from evo.pbt import (
@@ -97,8 +99,6 @@ from evo.pbt import (
     save_new_config,
 )
 from evo.records import JsonlWriter, TableWriter, TensorBoard, atomic_write_text, write_json
-from evo.selection import rank_members, truncation_size
-from evo.space import HParams, explore
 from evo.stop import STOP
 
 KEEP = 2

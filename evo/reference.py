@@ -6,7 +6,7 @@ envs, the same paired evaluation seed of generation 0) and returns the mean retu
 ``n_episodes`` episodes, allocated to the envs the way stable-baselines3's ``evaluate_policy``
 allocates them, so the reference and a member's score average the same kind of episodes.
 
-Actions come from ``numpy.random.default_rng`` seeded with ``evo.seeds.rng(seed, REFERENCE)``:
+Actions come from ``numpy.random.default_rng`` seeded with ``evo.core.seeds.rng(seed, REFERENCE)``:
 the same ``(config, n_episodes, seed)`` always gives the same score.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evo import seeds
+from evo.core import seeds
 from evo.errors import ConfigError
 
 

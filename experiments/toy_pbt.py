@@ -9,8 +9,8 @@ coordinate, so each alone ends near ``Q = 1.2 - 0.81 = 0.39``. Every ``--ready``
 ``Q`` is evaluated and, depending on the method,
 
 * ``pbt``:          exploit (the worse member copies θ and h of the better one,
-                    :func:`evo.selection.plan_wta`) then explore (the copied h is perturbed with
-                    :func:`evo.space.explore` on a :class:`evo.space.Space` of ``h0, h1 in [0, 1]``)
+                    :func:`evo.core.selection.plan_wta`) then explore (the copied h is perturbed with
+                    :func:`evo.core.space.explore` on a :class:`evo.core.space.Space` of ``h0, h1 in [0, 1]``)
 * ``explore``:      explore only: every member perturbs its own h, nobody copies
 * ``exploit``:      exploit only: copy θ and h of the better member, h unchanged
 * ``grid``:         grid search: fixed h from ``--grid`` (default: the two starting points, the
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from evo.selection import Transfer, explore_rng, plan_wta
-from evo.space import ExploreSettings, Param, Space, explore
+from evo.core.selection import Transfer, explore_rng, plan_wta
+from evo.core.space import ExploreSettings, Param, Space, explore
 
 METHODS = ("pbt", "explore", "exploit", "grid")
 TITLES = {"pbt": "PBT", "explore": "explore only", "exploit": "exploit only", "grid": "grid search"}

@@ -14,6 +14,7 @@ from stable_baselines3.common.utils import LinearSchedule
 
 from evo import checkpoint as ckpt
 from evo.config import CommonConfig, PBTConfig
+from evo.core.space import HPARAMS, default_space
 from evo.learners import (
     LEARNERS,
     A2CLearner,
@@ -25,7 +26,6 @@ from evo.learners import (
     planned_env_steps,
 )
 from evo.member import Member
-from evo.space import HPARAMS, default_space
 
 torch.set_num_threads(1)
 

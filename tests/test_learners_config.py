@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 from evo.config import BaselineConfig, CommonConfig, PBTConfig
-from evo.errors import ConfigError
-from evo.hparam_sets import RUN_KEYS, ZOO_SETS, default_set_name, load_sets, split_set
-from evo.space import (
+from evo.core.space import (
     ALGOS,
     HPARAMS,
     ON_POLICY,
@@ -20,6 +18,8 @@ from evo.space import (
     generation_unit,
     parse_space,
 )
+from evo.errors import ConfigError
+from evo.hparam_sets import RUN_KEYS, ZOO_SETS, default_set_name, load_sets, split_set
 
 
 def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:

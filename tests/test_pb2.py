@@ -1,4 +1,4 @@
-"""PB2's explore step (evo.pb2): pure and seeded, within bounds, batch-aware, falls back safely, and
+"""PB2's explore step (evo.core.pb2): pure and seeded, within bounds, batch-aware, falls back safely, and
 finds a good region faster than PBT's random perturbation on a toy problem.
 
 Pure logic: no MPI, no RL. Randomised checks are seeded loops over many rngs.
@@ -16,9 +16,9 @@ import pytest
 from scipy.stats import mannwhitneyu
 from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
 
-import evo.pb2 as pb2
-from evo.pb2 import Observation, TimeVaryingSE, pb2_explore
-from evo.space import Param, Space, default_space, explore
+import evo.core.pb2 as pb2
+from evo.core.pb2 import Observation, TimeVaryingSE, pb2_explore
+from evo.core.space import Param, Space, default_space, explore
 
 STEP = 2048.0  # env steps per interval in the synthetic histories
 
@@ -259,7 +259,7 @@ def test_time_varying_kernel_matches_its_formula_and_gradient() -> None:
 # corner. After every interval the worst member copies the best member's score and explores from
 # its hyperparameters. 16 intervals; 20 seeds per method (the same initial members and noise per
 # seed); PB2's final best score must beat PBT's (x0.8 / x1.2 or resample) in a one-sided
-# Mann-Whitney U test at p < 0.01. (The defaults of evo.pb2 were chosen on seeds 1000-1029, not
+# Mann-Whitney U test at p < 0.01. (The defaults of evo.core.pb2 were chosen on seeds 1000-1029, not
 # these.)
 TOY_MEMBERS, TOY_INTERVALS, TOY_SEEDS, TOY_NOISE = 4, 16, 20, 0.05
 

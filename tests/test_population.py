@@ -10,7 +10,7 @@ import pytest
 from conftest import MPI_SCRIPTS, TINY, run_mpi
 
 from evo.comm import collective_rounds, local_members, owner_of, split_plan
-from evo.selection import Transfer
+from evo.core.selection import Transfer
 
 STRATEGIES = ["wta", "truncation", "truncation_collective"]
 

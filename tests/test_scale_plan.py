@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evo.selection import (
+from evo.core.selection import (
     Transfer,
     donor_groups,
     message_counts,

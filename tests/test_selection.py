@@ -1,4 +1,4 @@
-"""PBT's exploit step (evo.selection) and the pure decision function evo.pbt.decide.
+"""PBT's exploit step (evo.core.selection) and the pure decision function evo.pbt.decide.
 
 No MPI: plans are pure functions of the scores and a seeded rng. The oracles below restate the
 documented rules independently of the implementation.
@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evo.errors import ConfigError
-from evo.pbt import Decision, decide
-from evo.selection import (
+from evo.core.selection import (
     MessageCounts,
     Transfer,
     best_member,
@@ -32,7 +30,9 @@ from evo.selection import (
     truncation_size,
     validate_quantile,
 )
-from evo.space import default_space, explore
+from evo.core.space import default_space, explore
+from evo.errors import ConfigError
+from evo.pbt import Decision, decide
 
 NAN, INF = math.nan, math.inf
 

@@ -1,4 +1,4 @@
-"""The search space (evo.space): bounds, sampling, PBT's explore step and YAML overrides.
+"""The search space (evo.core.space): bounds, sampling, PBT's explore step and YAML overrides.
 
 Pure logic: no MPI, no stable-baselines3. Randomised checks are seeded loops over many rngs.
 """
@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from evo.errors import ConfigError
-from evo.space import (
+from evo.core.space import (
     SEARCHABLE,
     ExploreSettings,
     Param,
@@ -28,6 +27,7 @@ from evo.space import (
     load_space,
     space_from_mapping,
 )
+from evo.errors import ConfigError
 
 STANDARD_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
 

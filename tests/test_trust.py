@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import TINY, mpiexec_path, run_cmd, run_mpi
 
-from evo import seeds
 from evo.config import CommonConfig, resume_changes
+from evo.core import seeds
 from evo.records import truncate_records
 
 

@@ -3,7 +3,7 @@
 ``Learner(cfg, hparams, index=i)`` (the loop spells it ``evo.member.Member``) returns the adapter for
 ``cfg.algo``. Adding an algorithm (an sb3-contrib one, say) is one module here with a
 :class:`~evo.learners.base.Learner` subclass (on- or off-policy base), registered in ``LEARNERS``,
-plus its names and default space in :mod:`evo.space`.
+plus its names and default space in :mod:`evo.core.space`.
 """
 
 from __future__ import annotations

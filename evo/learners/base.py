@@ -50,12 +50,12 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.utils import FloatSchedule, set_random_seed, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, VecTransposeImage
 
-from evo import seeds
 from evo.config import CommonConfig
+from evo.core import seeds
+from evo.core.space import SETTINGS, HParams, coerce_value, known_names
 from evo.envs import env_snapshot, make_vec_env, restore_env_snapshot
 from evo.errors import CheckpointError, ConfigError
 from evo.learners.device import resolve_device
-from evo.space import SETTINGS, HParams, coerce_value, known_names
 
 _MISSING = object()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from evo.core.space import ACTION_SPACES, check_algo
 from evo.errors import ConfigError
-from evo.space import ACTION_SPACES, check_algo
 
 
 @functools.lru_cache(maxsize=64)

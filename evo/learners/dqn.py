@@ -10,9 +10,9 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import LinearSchedule
 
+from evo.core.space import HParams
 from evo.learners.base import ExtraField
 from evo.learners.offpolicy import OffPolicyLearner
-from evo.space import HParams
 
 
 class DQNLearner(OffPolicyLearner):

@@ -23,8 +23,8 @@ from stable_baselines3.common.noise import NormalActionNoise, VectorizedActionNo
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
+from evo.core.space import HParams
 from evo.learners.base import Learner, planned_env_steps
-from evo.space import HParams
 
 
 class OffPolicyLearner(Learner):

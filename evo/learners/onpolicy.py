@@ -7,8 +7,8 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from evo.core.space import HParams
 from evo.learners.base import Learner
-from evo.space import HParams
 
 
 class OnPolicyLearner(Learner):

@@ -9,8 +9,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import FloatSchedule
 
+from evo.core.space import HParams
 from evo.learners.onpolicy import OnPolicyLearner
-from evo.space import HParams
 
 PPO_DEFAULTS: dict[str, Any] = {
     "learning_rate": 3e-4, "clip_range": 0.2, "ent_coef": 0.0, "vf_coef": 0.5, "gamma": 0.99,

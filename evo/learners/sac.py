@@ -11,8 +11,8 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from evo.core.space import HParams
 from evo.learners.offpolicy import OffPolicyLearner
-from evo.space import HParams
 
 
 class SACLearner(OffPolicyLearner):

@@ -9,8 +9,8 @@ import torch
 from stable_baselines3 import TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from evo.core.space import HParams
 from evo.learners.offpolicy import OffPolicyLearner
-from evo.space import HParams
 
 
 class TD3Learner(OffPolicyLearner):

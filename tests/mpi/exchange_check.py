@@ -13,10 +13,10 @@ from mpi4py import MPI
 
 from evo.comm import make_transport, root_decides
 from evo.config import CommonConfig
+from evo.core.selection import truncation_size
+from evo.core.space import default_space
 from evo.member import Member
 from evo.pbt import decide, exchange_phase, rank_payloads
-from evo.selection import truncation_size
-from evo.space import default_space
 
 strategy = sys.argv[1]
 with_nan = len(sys.argv) > 2 and sys.argv[2] == "nan"

@@ -12,8 +12,8 @@ from mpi4py import MPI
 
 from evo.comm import local_rank, local_size, make_transport
 from evo.config import CommonConfig
+from evo.core.selection import plan
 from evo.member import Member
-from evo.selection import plan
 
 torch.set_num_threads(1)
 comm = MPI.COMM_WORLD

@@ -7,7 +7,7 @@ import numpy as np
 from mpi4py import MPI
 
 from evo.comm import local_members, make_transport, owner_of, split_plan
-from evo.selection import plan
+from evo.core.selection import plan
 
 comm = MPI.COMM_WORLD
 rank, world = comm.Get_rank(), comm.Get_size()

@@ -100,14 +100,14 @@ def plan(strategy: str, scores: Sequence[float], quantile: float, rng: np.random
 
 def selection_rng(seed: int, generation: int) -> np.random.Generator:
     """The rng of generation ``generation``'s selection: a pure function of the seed (replayable)."""
-    from evo.seeds import selection_rng as rng
+    from evo.core.seeds import selection_rng as rng
 
     return rng(seed, generation)
 
 
 def explore_rng(seed: int, generation: int, receiver: int) -> np.random.Generator:
     """The rng of one receiver's explore step in one generation."""
-    from evo.seeds import explore_rng as rng
+    from evo.core.seeds import explore_rng as rng
 
     return rng(seed, generation, receiver)
 

@@ -6,7 +6,7 @@ hyperparameters at random; PB2 instead fits a Gaussian process to how much every
 *changed* over recent intervals as a function of (time, hyperparameters), and picks the receiver's
 new hyperparameters by maximising an upper confidence bound at the current time.
 
-Pure logic, like :func:`evo.space.explore`: no MPI, no stable-baselines3; every random choice comes
+Pure logic, like :func:`evo.core.space.explore`: no MPI, no stable-baselines3; every random choice comes
 from the ``rng`` argument (sklearn and the candidate set get integers drawn from it), so the same
 inputs give the same output. Inputs are never modified; the result always lies within bounds.
 
@@ -54,7 +54,7 @@ Other parameter kinds
 ---------------------
 * ``int``: modelled and optimised as continuous, then rounded and clipped (``Param.clip``).
 * ``categorical``: PB2 as published is continuous-only, so categoricals are explored with the
-  ordinary PBT rule, by calling :func:`evo.space.explore` on a space holding only them (perturb to a
+  ordinary PBT rule, by calling :func:`evo.core.space.explore` on a space holding only them (perturb to a
   neighbouring choice, or resample with the space's ``resample_probability``). Their ops are the
   ones ``explore`` gives (``"x1.2"``, ``"resample"``). The GP ignores them: observations that differ
   only in categoricals are pooled.
@@ -63,7 +63,7 @@ Other parameter kinds
 
 Fallback
 --------
-When the model cannot be used, the whole step is :func:`evo.space.explore` with the same ``rng``
+When the model cannot be used, the whole step is :func:`evo.core.space.explore` with the same ``rng``
 (with too little data, exactly ``explore(hparams, space, rng)``; after a failed fit, with the rest
 of the stream), and every op is prefixed with ``"fallback:"`` (``"fallback:x0.8"``, ``"fallback:resample"``). That
 happens when the window holds observations from fewer than ``min_intervals`` (default 2) distinct
@@ -91,7 +91,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Hyperparameter, Kernel, WhiteKernel
 from threadpoolctl import threadpool_limits
 
-from evo.space import HParams, Param, Space, explore
+from evo.core.space import HParams, Param, Space, explore
 
 __all__ = ["Observation", "PB2Settings", "TimeVaryingSE", "pb2_explore"]
 
@@ -386,7 +386,7 @@ def pb2_explore(hparams: Mapping[str, Any], space: Space, rng: np.random.Generat
 
     ``history`` holds the observed intervals of all members, ``t`` is the current time (in the same
     unit as ``Observation.t``), ``pending`` the configurations already chosen for other receivers in
-    this round. Returns ``(new_hparams, changes)`` in the format of :func:`evo.space.explore`, with op
+    this round. Returns ``(new_hparams, changes)`` in the format of :func:`evo.core.space.explore`, with op
     ``"pb2"`` for values the GP chose (see the module docstring for categoricals and the fallback).
     """
     settings = settings or PB2Settings()
