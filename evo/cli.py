@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from evo.errors import EvoError
+from evo.errors import EvoError, everywhere
 
 
 def main_guard(body: Callable[[], int], prog: str) -> int:
@@ -67,23 +66,12 @@ def main_guard(body: Callable[[], int], prog: str) -> int:
         return 1
 
 
-@contextmanager
-def everywhere() -> Iterator[None]:
-    """Errors raised inside depend only on argv and data every rank holds: every rank raises them."""
-    from evo.comm import mark_everywhere
-
-    try:
-        yield
-    except EvoError as exc:
-        raise mark_everywhere(exc) from None
-
-
 def run_baseline(argv: Sequence[str] | None, description: str) -> int:
     """Entry point body of evo.baseline."""
     prog = "python -m evo.baseline"
 
     def body() -> int:
-        from evo import pbt
+        from evo import loop
         from evo.comm import root_decides, world
         from evo.config import BaselineConfig, explicit_flags, parse
         from evo.hparam_sets import read_sets_file
@@ -97,23 +85,26 @@ def run_baseline(argv: Sequence[str] | None, description: str) -> int:
         with everywhere():  # the set's text is the same on every rank now
             cfg.resolve(explicit, sets_text)
             cfg.validate()
-        return pbt.run(cfg, world())
+        return loop.run(cfg, world())
 
     return main_guard(body, prog)
 
 
 def run_strategy(strategy: str, argv: Sequence[str] | None, description: str) -> int:
-    """Entry point body shared by evo.wta, evo.truncation and evo.truncation_collective."""
+    """Entry point body of the presets (evo.wta, evo.truncation, evo.truncation_collective) and
+    of evo.pbt: ``strategy`` names the preset (a rule and its default transport)."""
     prog = f"python -m evo.{strategy}"
 
     def body() -> int:
-        from evo import pbt
-        from evo.comm import world
+        from evo import loop
+        from evo.comm import TRANSPORTS, world
         from evo.config import PBTConfig, parse
+        from evo.core.rules import RULES
 
+        choices = {"transport": [*sorted(TRANSPORTS), "hub"], "rule": sorted(RULES)}
         with everywhere():
-            cfg = parse(PBTConfig, argv, prog, description, strategy=strategy)
+            cfg = parse(PBTConfig, argv, prog, description, choices, strategy=strategy)
             cfg.validate()
-        return pbt.run(cfg, world())
+        return loop.run(cfg, world())
 
     return main_guard(body, prog)

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -29,7 +29,8 @@ def arg(default: Any, help: str, **kw: Any) -> Any:
 class CommonConfig:
     """Settings shared by PBT members and the baseline runner."""
 
-    env_id: str = arg("CartPole-v1", "Gymnasium id (CartPole-v1, Pendulum-v1, ...) or ProcGen game (bigfish, ...)")
+    env_id: str = arg("CartPole-v1", "Gymnasium id (CartPole-v1, Pendulum-v1, ...), your own env as "
+                                     "package.module:Name-v0 (the module registers it), or ProcGen game (bigfish, ...)")
     n_envs: int = arg(4, "parallel environments per member (one VecEnv)")
     n_steps: int = arg(256, "PPO rollout length per environment; a rollout is n_steps * n_envs env steps")
     eval_episodes: int = arg(10, "episodes per evaluation (score = mean return)")
@@ -40,7 +41,14 @@ class CommonConfig:
     num_levels: int = arg(0, "ProcGen: number of training levels (0 = unlimited)")
     start_level: int = arg(0, "ProcGen: first training level seed")
     distribution_mode: str = arg("easy", "ProcGen: easy, hard, extreme, memory or exploration")
-    policy: str = arg("auto", "auto, MlpPolicy, CnnPolicy or impala (IMPALA CNN of the Procgen paper)")
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"nargs": "+", "metavar": "KEY=VALUE", "help":
+        "keyword arguments of the env (gymnasium.make), typed by YAML: size=5 name=foo; or env_kwargs: {...} in the "
+        "hyperparameter file (the command line wins key by key)"})
+    env_wrapper: list[Any] = field(default_factory=list, metadata={"nargs": "+", "metavar": ("PATH", "KEY=VALUE"),
+        "flag": "--wrapper", "help": "a Gymnasium wrapper (package.module.Class or package.module:Class) and its "
+        "kwargs; repeat for several, the first wraps the env; or env_wrapper: [...] in the hyperparameter file"})
+    policy: str = arg("auto", "auto (MlpPolicy, CnnPolicy for images, MultiInputPolicy for Dict observations), "
+                              "MlpPolicy, CnnPolicy, MultiInputPolicy or impala (IMPALA CNN of the Procgen paper)")
     seed: int = arg(0, "base seed; member i uses seed + i")
     log_dir: str = arg("logs", "root folder of all runs")
     exp_name: str | None = arg(None, "run name: outputs go to <log-dir>/<exp-name> (default: derived from the run)")
@@ -71,12 +79,15 @@ class CommonConfig:
             raise ConfigError(f"--threads must be >= 0, got {self.threads}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        self.check_seed(getattr(self, "num_agents", None) or 1)  # the world size may raise it: check_seed again
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite cannot be used together")
         if self.exp_name is not None and (not self.exp_name or "/" in self.exp_name or self.exp_name in (".", "..")):
             raise ConfigError(f"--exp-name must be a plain folder name, got {self.exp_name!r}")
-        from evo.envs import check_env
+        from evo.envs import check_env, env_kwargs, wrappers, wrappers_value
 
+        self.env_kwargs = env_kwargs(self.env_kwargs)
+        self.env_wrapper = wrappers_value(wrappers(self.env_wrapper))
         check_env(self.env_spec())
         if self.eval_test_levels and not self.env_spec().is_procgen:
             raise ConfigError("--eval-test-levels needs a ProcGen game as --env-id")
@@ -84,20 +95,52 @@ class CommonConfig:
             raise ConfigError("--eval-test-levels needs --num-levels > 0 (held-out levels are those outside it)")
         self._validate_learner()
 
+    def check_seed(self, members: int) -> None:
+        """``--seed`` for a population of ``members``: member i seeds numpy, torch and SB3 with seed + i,
+        and numpy takes seeds in [0, 2**32 - 1] only (the streams of evo.core.seeds take any seed >= 0)."""
+        top = 2**32 - members
+        if not 0 <= self.seed <= top:
+            raise ConfigError(f"--seed must be in [0, {top}] for {members} member(s) (member i seeds numpy with "
+                              f"seed + i, below 2**32), got {self.seed}")
+
     def _validate_learner(self) -> None:
         """--algo against the env's action space, --normalize-obs against image observations, --device."""
         from evo.learners.compat import check_algo_env
         from evo.learners.device import check_device_spec
 
-        check_algo_env(self.algo, self.env_spec())
+        if self.env_spec().plain:  # else validate_env checks the built env (module imported, kwargs, wrappers)
+            check_algo_env(self.algo, self.env_spec())
         if self.normalize_obs and self.env_spec().is_procgen:
             raise ConfigError("--normalize-obs is for vector observations; ProcGen images are only scaled to [0, 1]")
         check_device_spec(self.device)
 
+    def validate_env(self) -> None:
+        """The checks that import the user's code and build one env (kwargs and wrappers applied):
+        the env's module and wrappers import, ``--policy`` fits its observations, ``--algo`` its
+        actions. Call it on every rank (``evo.comm.on_every_rank(comm, cfg.validate_env)``): an env
+        that builds on some ranks only then ends the job everywhere with one line."""
+        from evo.core.algos import algo_spec
+        from evo.envs import env_spaces
+        from evo.policies import resolve_policy
+
+        obs, act = env_spaces(self.env_spec())
+        resolve_policy(self.policy, obs, self.algo)
+        allowed = algo_spec(self.algo).action_spaces
+        if type(act).__name__ not in allowed:
+            raise ConfigError(f"--algo {self.algo} needs one of {', '.join(allowed)} action spaces, "
+                              f"but {self.env_id} (kwargs and wrappers applied) has {act}")
+
+    def apply_env_settings(self, settings: Mapping[str, Any]) -> None:
+        """Take ``env_kwargs`` / ``env_wrapper`` of a hyperparameter file (``evo.envs.split_env_settings``):
+        the command line's kwargs win key by key, its wrappers (if any) replace the file's."""
+        from evo.envs import merge_env_settings
+
+        self.env_kwargs, self.env_wrapper = merge_env_settings(self.env_kwargs, self.env_wrapper, settings)
+
     def env_spec(self) -> Any:
         from evo.envs import EnvSpec
 
-        return EnvSpec(self.env_id, self.num_levels, self.start_level, self.distribution_mode)
+        return EnvSpec.from_config(vars(self))
 
     @property
     def rollout_size(self) -> int:
@@ -134,13 +177,21 @@ class PBTConfig(CommonConfig):
     explore: str = arg("perturb", "explore step of the receivers: perturb (x0.8/x1.2 or resample) or pb2 "
                                   "(PB2's GP bandit, Parker-Holder et al. 2020)")
     async_mode: bool = arg(False, "asynchronous PBT: no generation barrier; each member trains, evaluates, publishes "
-                                  "and copies a donor on its own schedule (truncation and wta only)", flag="--async")
+                                  "and copies a donor on its own schedule, comparing scores on one evaluation set",
+                           flag="--async")
+    rule: str | None = arg(None, "selection rule (default: the entry point's: wta for evo.wta, truncation for "
+                                 "evo.truncation and evo.truncation_collective)")
+    transport: str | None = arg(None, "how members' states move: broadcast, p2p or subcomm (synchronous), hub "
+                                      "(--async; its default); default: the entry point's (evo.wta broadcast, "
+                                      "evo.truncation p2p, evo.truncation_collective subcomm)")
 
     def validate(self) -> None:
         super().validate()
-        from evo.core.selection import STRATEGIES, validate_quantile
+        from evo.core.selection import validate_quantile
 
-        if self.strategy not in (*STRATEGIES, "baseline"):
+        from evo.core.rules import PRESETS
+
+        if self.strategy not in (*PRESETS, "baseline"):
             raise ConfigError(f"unknown strategy {self.strategy!r}")
         if self.generations <= 0:
             raise ConfigError(f"--generations must be > 0, got {self.generations}")
@@ -162,11 +213,29 @@ class PBTConfig(CommonConfig):
             raise ConfigError("--select-on test needs --eval-test-levels")
         if self.explore not in ("perturb", "pb2"):
             raise ConfigError(f"--explore must be perturb or pb2, got {self.explore!r}")
-        if self.async_mode and self.strategy not in ("truncation", "wta"):
-            raise ConfigError(f"--async: strategy {self.strategy} has no asynchronous form (use evo.truncation "
-                              f"or evo.wta)")
-        if self.async_mode and self.explore != "perturb":
-            raise ConfigError(f"--async: --explore {self.explore} has no asynchronous form (use --explore perturb)")
+        self._resolve_rule_and_transport()
+
+    def _resolve_rule_and_transport(self) -> None:
+        """``rule`` and ``transport`` from the entry point's preset where not given, and checked
+        against the schedule (the registries' names are argparse choices)."""
+        from evo.core.rules import PRESETS, get_rule
+
+        if self.strategy == "baseline":
+            if self.async_mode:
+                raise ConfigError("--async is for PBT populations; a baseline's members never exchange")
+            return
+        preset = PRESETS[self.strategy]
+        self.rule = get_rule(self.rule or preset.rule).name
+        if self.transport is None and self.async_mode and preset.transport == "subcomm":
+            raise ConfigError(f"--async: evo.{self.strategy} means the collective sub-communicator transport, which "
+                              f"needs every rank in every exchange; --async has no barrier (use evo.truncation --async)")
+        if self.transport is None:
+            self.transport = "hub" if self.async_mode else (preset.transport or get_rule(self.rule).default_transport)
+        if self.async_mode and self.transport != "hub":
+            raise ConfigError(f"--async moves snapshots through the hub (--transport hub): --transport {self.transport} "
+                              f"needs every rank in every exchange, and --async has no barrier to gather them")
+        if not self.async_mode and self.transport == "hub":
+            raise ConfigError("--transport hub is the asynchronous hub: use it with --async")
 
     def default_exp_name(self) -> str:
         return f"{self.strategy}-{self.env_id}-s{self.seed}"
@@ -213,7 +282,10 @@ class BaselineConfig(PBTConfig):
 
             name = default_set_name(self.algo, self.env_id, procgen_game(self.env_id) is not None)
             self.param_name = name
-        values = get_set(name, self.param_file, sets_text)
+        from evo.envs import split_env_settings
+
+        env_settings, values = split_env_settings(get_set(name, self.param_file, sets_text))
+        self.apply_env_settings(env_settings)
         for key in RUN_KEYS:
             if key in values and key not in explicit:
                 setattr(self, key, values[key])
@@ -242,6 +314,17 @@ class BaselineConfig(PBTConfig):
 C = TypeVar("C", bound=CommonConfig)
 
 
+
+class _CollectAction(argparse.Action):
+    """A repeatable flag of several tokens (``--env-kwargs``, ``--wrapper``): each use is parsed and
+    added to the previous ones (``evo.envs.collect_flag``)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, values: Any, option: str | None = None) -> None:
+        from evo.envs import collect_flag
+
+        setattr(ns, self.dest, collect_flag(self.dest, getattr(ns, self.dest, None), values))
+
+
 def _base_type(tp: Any) -> tuple[type, bool]:
     """(underlying type, optional?) of a field annotation like ``int | None``."""
     args = getattr(tp, "__args__", None)
@@ -261,7 +344,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
-def build_parser(cls: type[CommonConfig], prog: str, description: str) -> argparse.ArgumentParser:
+def build_parser(cls: type[CommonConfig], prog: str, description: str,
+                 choices: Mapping[str, Sequence[str]] | None = None) -> argparse.ArgumentParser:
+    """The command line of ``cls``; ``choices``: allowed values of some fields (registries the
+    caller knows, e.g. the transports)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -270,18 +356,24 @@ def build_parser(cls: type[CommonConfig], prog: str, description: str) -> argpar
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         tp, _optional = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "")
-        if tp is bool:
+        if "nargs" in f.metadata:
+            factory: Any = f.default_factory
+            parser.add_argument(flag, dest=f.name, action=_CollectAction, nargs=f.metadata["nargs"], help=help_text,
+                                default=factory(), metavar=f.metadata["metavar"])
+        elif tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=f.default, help=help_text)
         else:
+            opts = (choices or {}).get(f.name)
             parser.add_argument(flag, dest=f.name, type=tp, default=f.default, help=help_text,
-                                metavar=f.name.upper())
+                                **({"choices": list(opts)} if opts else {"metavar": f.name.upper()}))
     return parser
 
 
-def parse(cls: type[C], argv: Sequence[str] | None, prog: str, description: str, **fixed: Any) -> C:
+def parse(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
+          choices: Mapping[str, Sequence[str]] | None = None, **fixed: Any) -> C:
     """Parse ``argv`` into ``cls``; a bad flag or value is a :class:`ConfigError` (one line)."""
-    parser = build_parser(cls, prog, description)
+    parser = build_parser(cls, prog, description, choices)
 
     def error(message: str) -> Any:
         raise ConfigError(message)

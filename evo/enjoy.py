@@ -12,27 +12,13 @@ Which model:
 * ``--generation G --member K``: member K of the checkpoint after generation G (only the two
   newest checkpoints are kept).
 
-The env, its ProcGen level options, the seed, the evaluation mode (deterministic or sampled
+The env (its ProcGen level options, or its ``--env-kwargs`` and ``--wrapper`` chain, whose module must be
+importable here as in training), the seed, the evaluation mode (deterministic or sampled
 actions) and the algorithm (``config.algo``, default PPO) come from the run's ``config.json``.
 A ``VecNormalize`` statistics file next to the model (same stem + ``.vecnormalize.pkl``) is
 loaded frozen, with raw rewards, so the printed returns are the env's own.
 
-Frames. One frame per step: the screen the agent chose that step's action on (Gymnasium:
-``env.render()`` with ``render_mode="rgb_array"``, at ``--scale`` 1 by default; ProcGen: the 64x64
-observation the agent sees, ``--scale`` 4 by default). So the number of frames recorded is the
-number of steps played, at most ``--max-frames``; the screen after an episode's last action is
-not shown (vectorised envs reset at once, and ProcGen never exposes it). Once ``--max-frames``
-frames are recorded, the episodes are still played to the end (their returns stay exact) but no
-longer recorded.
-
-* MP4 keeps every frame, at ``--fps`` (needs imageio-ffmpeg or PyAV: ``pip install 'evo[video]'``);
-  a frame with an odd height or width gets one edge row or column repeated (H.264 needs even sizes).
-* GIF (imageio's pillow plugin): each frame shows for ``round(100 / fps)`` hundredths of a second,
-  at least 2 (GIF's time unit; 30 fps is shown as 3/100 s, at most 50 fps). Pillow stores a run of identical consecutive
-  frames as one frame that shows for their summed time, so a GIF may hold fewer frames than
-  were recorded; its total duration is always frames recorded x the frame time.
-
-Files are written to a temporary file beside the target, then renamed; parent folders are created.
+Frames and the GIF / MP4 files: see :mod:`evo.recorder`.
 """
 
 from __future__ import annotations
@@ -48,15 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from evo.errors import ConfigError, EvoError
+from evo.recorder import VIDEO_HINT, Recorder
 
 PROG = "python -m evo.enjoy"
 DESCRIPTION = "Play a trained agent from an evo run directory, and optionally record it as a GIF or MP4."
 
-ALGOS = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "dqn": "DQN"}
-"""``config.algo`` -> the stable_baselines3 class that loads its models."""
-
 VECNORMALIZE_SUFFIX = ".vecnormalize.pkl"
-VIDEO_HINT = "pip install 'evo[video]'"
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -131,15 +114,16 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def complete_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """Generation -> folder of every checkpoint that has its manifest."""
-    from evo.checkpoint import MANIFEST
+def complete_checkpoints(run_dir: Path, member: int) -> dict[int, Path]:
+    """Generation -> folder of every checkpoint with member ``member``'s manifest."""
+    from evo.loop.checkpoints import member_manifest
 
     root = run_dir / "checkpoints"
     found: dict[int, Path] = {}
     if root.is_dir():
         for d in root.iterdir():
-            if d.is_dir() and d.name.startswith("gen_") and d.name[4:].isdigit() and (d / MANIFEST).is_file():
+            if (d.is_dir() and d.name.startswith("gen_") and d.name[4:].isdigit()
+                    and member_manifest(d, member).is_file()):
                 found[int(d.name[4:])] = d
     return found
 
@@ -169,25 +153,25 @@ def choose_model(run_dir: Path, meta: dict[str, Any], member: int | None, genera
                           f"play a member of its newest checkpoint with --member K")
     if generation is None and member in finals:
         return run_dir / "models" / f"final_member_{member:03d}.zip", f"final model of seed {member}"
-    gens = complete_checkpoints(run_dir)
+    size = int(cfg.get("num_agents") or meta.get("world_size") or 0)
+    if size and member >= size:
+        raise ConfigError(f"--member {member} is out of range: the run has {size} member(s), 0 to {size - 1}")
+    gens = complete_checkpoints(run_dir, member)
     if not gens:
         extra = f"; final models of seeds {', '.join(map(str, finals))} are in models/" if finals else ""
-        raise ConfigError(f"{run_dir} has no complete checkpoint (checkpoints/gen_*/manifest.json){extra}")
+        raise ConfigError(f"{run_dir} has no checkpoint of member {member} "
+                          f"(checkpoints/gen_*/member_{member:03d}.manifest.json){extra}")
     if generation is None:
         generation = max(gens)
     elif generation not in gens:
-        raise ConfigError(f"no complete checkpoint of generation {generation} in {run_dir / 'checkpoints'}; "
-                          f"available: {', '.join(map(str, sorted(gens)))} (only the two newest are kept)")
-    from evo.checkpoint import read_manifest
+        raise ConfigError(f"no checkpoint of member {member} after generation {generation} in "
+                          f"{run_dir / 'checkpoints'}; available: {', '.join(map(str, sorted(gens)))} "
+                          f"(only the two newest are kept)")
+    from evo.loop.checkpoints import read_member_manifest
 
     directory = gens[generation]
-    size = int(read_manifest(directory)["world_size"])
-    if member >= size:
-        raise ConfigError(f"--member {member} is out of range: the run has {size} member(s), 0 to {size - 1}")
-    path = directory / f"member_{member:03d}.zip"
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {directory} has no {path.name}")
-    return path, f"member {member} of generation {generation}"
+    read_member_manifest(directory, member)  # every file there, with its recorded size
+    return directory / f"member_{member:03d}.zip", f"member {member} of generation {generation}"
 
 
 def vecnormalize_file(model_path: Path) -> Path:
@@ -196,13 +180,14 @@ def vecnormalize_file(model_path: Path) -> Path:
 
 
 def algo_class(cfg: dict[str, Any]) -> Any:
-    """The stable_baselines3 class of the run's algorithm (``config.algo``, default ``ppo``)."""
-    name = str(cfg.get("algo") or "ppo").lower()
-    if name not in ALGOS:
-        raise ConfigError(f"the run's algorithm {name!r} is not one enjoy can load (known: {', '.join(ALGOS)})")
-    import stable_baselines3
+    """The stable_baselines3 class of the run's algorithm (``config.algo``, default ``ppo``): the
+    ``sb3_class`` of its registered learner."""
+    from evo.learners import LEARNERS
 
-    return getattr(stable_baselines3, ALGOS[name])
+    name = str(cfg.get("algo") or "ppo").lower()
+    if name not in LEARNERS:
+        raise ConfigError(f"the run's algorithm {name!r} is not one enjoy can load (known: {', '.join(LEARNERS)})")
+    return LEARNERS[name].sb3_class
 
 
 def default_deterministic(meta: dict[str, Any]) -> bool:
@@ -217,181 +202,16 @@ def default_deterministic(meta: dict[str, Any]) -> bool:
     return procgen_game(str(cfg["env_id"])) is None
 
 
-# -- recording -------------------------------------------------------------------------------------
-def _even(frame: Any) -> Any:
-    """Repeat the last row / column of ``frame`` where its height / width is odd (H.264 needs even)."""
-    import numpy as np
-
-    h, w = frame.shape[:2]
-    if h % 2 or w % 2:
-        frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    return frame
-
-
-def mp4_backend() -> str:
-    """``"ffmpeg"`` (imageio-ffmpeg) or ``"pyav"`` (PyAV), whichever works; else a :class:`ConfigError`."""
-    try:
-        import imageio_ffmpeg
-
-        imageio_ffmpeg.get_ffmpeg_exe()
-        return "ffmpeg"
-    except Exception:  # not installed, or an install that cannot start (old versions need pkg_resources)
-        pass
-    try:
-        import av  # noqa: F401
-
-        return "pyav"
-    except Exception:
-        pass
-    raise ConfigError(f"--mp4 needs imageio-ffmpeg (or PyAV): {VIDEO_HINT}")
-
-
-class _Mp4Writer:
-    def __init__(self, path: Path, fps: float, backend: str) -> None:
-        import imageio
-
-        self.backend = backend
-        if backend == "ffmpeg":
-            self._w: Any = imageio.v2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                                 pixelformat="yuv420p", macro_block_size=1,
-                                                 ffmpeg_log_level="error")
-        else:
-            self._w = imageio.v3.imopen(path, "w", plugin="pyav")
-            self._w.init_video_stream("libx264", fps=fps)
-
-    def add(self, frame: Any) -> None:
-        if self.backend == "ffmpeg":
-            self._w.append_data(_even(frame))
-        else:
-            self._w.write_frame(_even(frame))
-
-    def close(self) -> None:
-        self._w.close()
-
-
-class _GifWriter:
-    def __init__(self, path: Path, fps: float) -> None:
-        import imageio
-
-        self.delay_ms = 10 * max(2, round(100 / fps))  # viewers show shorter GIF delays as 1/10 s
-        self._w: Any = imageio.v3.imopen(path, "w", plugin="pillow", extension=".gif")
-
-    def add(self, frame: Any) -> None:
-        # bits=8: imageio keeps the frame quantised to 256 colours (what a GIF stores anyway), not as RGB.
-        self._w.write(frame, is_batch=False, duration=self.delay_ms, loop=0, bits=8)
-
-    def close(self) -> None:
-        self._w.close()
-
-
-@dataclass
-class _Output:
-    kind: str  # "gif" or "mp4"
-    path: Path
-    tmp: Path
-    writer: Any = None
-
-
-def gif_frame_count(path: Path) -> int:
-    """Frames stored in a GIF (Pillow merges identical consecutive frames, so maybe fewer than written)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return int(getattr(im, "n_frames", 1))
-
-
-class Recorder:
-    """Collects frames (upscaled by ``scale``) into GIF / MP4 files written atomically on :meth:`finish`."""
-
-    def __init__(self, gif: str | None, mp4: str | None, fps: float, scale: int, max_frames: int) -> None:
-        self.fps = fps
-        self.scale = scale
-        self.max_frames = max_frames
-        self.frames = 0
-        self.size: tuple[int, int] | None = None
-        self._mp4_backend = mp4_backend() if mp4 is not None else None
-        self.outputs: list[_Output] = []
-        for kind, name in (("gif", gif), ("mp4", mp4)):
-            if name is not None:
-                path = Path(name)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.{kind}")
-                self.outputs.append(_Output(kind, path, tmp))
-
-    @property
-    def full(self) -> bool:
-        return self.frames >= self.max_frames
-
-    def add(self, frame: Any) -> None:
-        import numpy as np
-
-        if frame is None:
-            raise ConfigError("the env renders no rgb_array frames, so --gif/--mp4 cannot record it")
-        frame = np.asarray(frame)
-        if frame.ndim == 2:
-            frame = np.stack([frame] * 3, axis=-1)
-        frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
-        if self.scale > 1:
-            frame = frame.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
-        if self.frames == 0:
-            self.size = (int(frame.shape[0]), int(frame.shape[1]))
-            for out in self.outputs:
-                out.path.parent.mkdir(parents=True, exist_ok=True)
-                out.writer = _GifWriter(out.tmp, self.fps) if out.kind == "gif" else \
-                    _Mp4Writer(out.tmp, self.fps, str(self._mp4_backend))
-        for out in self.outputs:
-            out.writer.add(frame)
-        self.frames += 1
-
-    def finish(self, steps: int) -> list[str]:
-        """Close the files and move them into place; one line of description per file."""
-        from evo.records import atomic_replace
-
-        lines = []
-        for out in self.outputs:
-            if out.writer is None:
-                continue
-            out.writer.close()
-            atomic_replace(out.tmp, out.path)
-            assert self.size is not None
-            h, w = self.size
-            if out.kind == "gif":
-                stored = gif_frame_count(out.path)
-                merged = f"; {stored} stored, identical consecutive frames merged" if stored != self.frames else ""
-                rate = f"{100 / (out.writer.delay_ms / 10):.4g} fps (GIF frame time {out.writer.delay_ms} ms{merged})"
-            else:
-                rate = f"{self.fps:.4g} fps"
-            capped = f", the first {self.frames} of {steps} steps (--max-frames)" if steps > self.frames else ""
-            lines.append(f"wrote {out.path}: {self.frames} frames of {h}x{w} at {rate}{capped}")
-        return lines
-
-    def discard(self) -> None:
-        """Drop unfinished files (after an error)."""
-        for out in self.outputs:
-            if out.writer is not None:
-                try:
-                    out.writer.close()
-                except Exception:
-                    pass
-            out.tmp.unlink(missing_ok=True)
-
-
 # -- playing ---------------------------------------------------------------------------------------
-def make_env(cfg: dict[str, Any], seed: int, *, render: bool, test_levels: bool) -> Any:
-    """One env of the run's kind, as a VecEnv; ``render``: Gymnasium envs render rgb_array frames."""
-    from evo.envs import EnvSpec, check_env, make_vec_env
+def make_env(cfg: dict[str, Any], seed: int, *, test_levels: bool) -> Any:
+    """One env of the run's kind, as the run built it (kwargs and wrappers too), as a VecEnv.
+    Gymnasium envs render ``rgb_array`` frames; ProcGen's frames are its observations."""
+    from evo.envs import EnvSpec, make_vec_env
 
-    spec = EnvSpec(str(cfg["env_id"]), int(cfg.get("num_levels", 0)), int(cfg.get("start_level", 0)),
-                   str(cfg.get("distribution_mode", "easy")))
-    check_env(spec)
-    if spec.is_procgen:  # ProcGen's frames are its observations
-        return make_vec_env(spec, 1, seed, test_levels=test_levels)
-    if test_levels:
+    spec = EnvSpec.from_config(cfg)
+    if test_levels and not spec.is_procgen:
         raise ConfigError("--test-levels needs a ProcGen run (held-out levels are a ProcGen notion)")
-    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    kwargs = {"render_mode": "rgb_array"} if render else None
-    return sb3_make_vec_env(spec.env_id, n_envs=1, seed=seed, vec_env_cls=DummyVecEnv, env_kwargs=kwargs)
+    return make_vec_env(spec, 1, seed, test_levels=test_levels)
 
 
 def grab_frame(venv: Any) -> Any:
@@ -467,7 +287,7 @@ def enjoy(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one observation at a time: more threads only add overhead
     venv = None
     try:
-        venv = make_env(cfg, seed, render=recorder is not None, test_levels=args.test_levels)
+        venv = make_env(cfg, seed, test_levels=args.test_levels)
         stats = vecnormalize_file(model_path)
         if stats.is_file():
             venv = VecNormalize.load(str(stats), venv)

@@ -9,7 +9,7 @@ Layout of ``<log-dir>/<exp-name>/``::
     members.csv          one row per generation and member: score, env steps, hparams, timings
     generations.csv      one row per generation: best / mean / worst score, wall time, exchange
     lineage.jsonl        one JSON line per exploit: generation, receiver, donor, hparams before/after
-    checkpoints/         see evo.checkpoint
+    checkpoints/         see evo.loop.checkpoints
     best_model.zip       the final best member, loadable with ``stable_baselines3.PPO.load``
     tb/member_000/ ...   TensorBoard events per member; tb/population/ for population summaries
 """
@@ -17,11 +17,10 @@ Layout of ``<log-dir>/<exp-name>/``::
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,64 +148,85 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _complete_lines(path: Path) -> tuple[list[str], bool]:
-    """The file's lines; drops a last line that has no newline (torn by a kill mid-append)."""
-    text = path.read_text()
-    lines = text.split("\n")
-    torn = lines[-1] != ""
-    return lines[:-1], torn
+RECORD_FILES = ("members.csv", "generations.csv", "lineage.jsonl", "checkpoints.jsonl")
+"""The append-only records a resume truncates."""
+
+Keep = Callable[[dict[str, Any]], bool]
 
 
-def truncate_records(run_dir: Path, keep_below: int) -> list[str]:
-    """Drop record lines of generations >= ``keep_below`` (after a resume), atomically.
+def _parse_line(line: str, fields: list[str] | None) -> dict[str, Any]:
+    """One CSV row (``fields``: the header) or JSON line as a dict; ValueError if it is damaged."""
+    if fields is None:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        return record
+    values = next(csv.reader([line]))
+    if len(values) != len(fields):
+        raise ValueError(f"{len(values)} fields, the header has {len(fields)}")
+    return dict(zip(fields, values, strict=True))
 
-    A record that a kill cut short (a last line without its newline, or a line that does not
-    parse) is dropped too, never an error. Returns one message per file where that happened.
+
+def _truncate_file(path: Path, keep: Keep) -> tuple[int, int]:
+    """Keep the records of ``path`` for which ``keep(record)`` is true, atomically. A last line
+    without its newline (torn by a kill mid-append) is dropped; any other line that does not parse
+    (or that ``keep`` cannot judge) is appended to ``<path>.damaged``. Returns (torn, damaged)."""
+    lines = path.read_text().split("\n")
+    torn = int(lines.pop() != "")
+    fields: list[str] | None = None
+    out: list[str] = []
+    if path.suffix == ".csv":
+        if not lines:  # not even a complete header: TableWriter writes a new one into an empty file
+            atomic_write_text(path, "")
+            return torn, 0
+        fields = next(csv.reader([lines[0]]))
+        out.append(lines.pop(0))
+    damaged = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            if keep(_parse_line(line, fields)):
+                out.append(line)
+        except (ValueError, LookupError, TypeError):
+            damaged.append(line)
+    if damaged:  # first set aside, then rewrite: a crash in between loses no line
+        with open(path.with_name(path.name + ".damaged"), "a") as fh:
+            fh.write("".join(line + "\n" for line in damaged))
+            fh.flush()
+            os.fsync(fh.fileno())
+    atomic_write_text(path, "".join(line + "\n" for line in out))
+    return torn, len(damaged)
+
+
+def truncate_records(run_dir: Path, keep_below: int | None = None,
+                     keep: Mapping[str, Keep] | None = None) -> list[str]:
+    """(resume) Drop the records of work to be redone from the files of :data:`RECORD_FILES`.
+
+    A file's rule is ``keep[name]`` (a predicate on the parsed record: a CSV row of strings or a
+    JSON object) if given, else "generation < ``keep_below``"; a file with neither is left alone.
+    A torn last line is dropped as a kill mid-write; a damaged line elsewhere is no kill's doing
+    and is kept aside in ``<name>.damaged``. Returns one note per file where either happened.
     """
     notes: list[str] = []
-    for name in ("members.csv", "generations.csv"):
+    for name in RECORD_FILES:
         path = run_dir / name
-        if not path.exists():
+        rule = (keep or {}).get(name)
+        if rule is None and keep_below is not None:
+            rule = _generation_below(keep_below)
+        if rule is None or not path.exists():
             continue
-        lines, torn = _complete_lines(path)
-        reader = csv.reader(lines)
-        fields = next(reader, None) or []
-        rows, bad = [], int(torn)
-        for values in reader:
-            try:
-                if len(values) != len(fields):
-                    raise ValueError
-                row = dict(zip(fields, values, strict=True))
-                if int(row["generation"]) < keep_below:
-                    rows.append(row)
-            except (ValueError, KeyError):
-                bad += 1
-        if fields:
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-            atomic_write_text(path, buf.getvalue())
-        if bad:
-            notes.append(f"dropped {bad} incomplete line(s) of {name} (a kill mid-write)")
-    for name in ("lineage.jsonl", "checkpoints.jsonl"):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        lines, torn = _complete_lines(path)
-        kept, bad = [], int(torn)
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                if json.loads(line)["generation"] < keep_below:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):
-                bad += 1
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-        if bad:
-            notes.append(f"dropped {bad} incomplete line(s) of {name} (a kill mid-write)")
+        torn, damaged = _truncate_file(path, rule)
+        if torn:
+            notes.append(f"dropped {torn} incomplete line(s) of {name} (a kill mid-write)")
+        if damaged:
+            notes.append(f"{damaged} damaged line(s) in the middle of {name} (not a kill mid-write) were kept "
+                         f"in {name}.damaged")
     return notes
+
+
+def _generation_below(limit: int) -> Keep:
+    return lambda record: int(record["generation"]) < limit
 
 
 # -- TensorBoard ------------------------------------------------------------------------------

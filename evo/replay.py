@@ -104,13 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from evo import pbt
+        from evo import loop
         from evo.comm import root_decides, world
         from evo.records import write_json
 
         comm = world()
         plan = root_decides(comm, lambda: plan_replay(args.run_dir))
-        from evo.cli import everywhere
+        from evo.errors import everywhere
 
         with everywhere():  # the plan was broadcast: every rank raises the same error
             cfg = make_config(plan, args)
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if comm.Get_rank() == 0 and plan["generations_recorded"] < plan["generations_planned"]:
             print(f"{PROG}: note: the PBT run recorded {plan['generations_recorded']} of its "
                   f"{plan['generations_planned']} generations; replaying those", file=sys.stderr, flush=True)
-        code = pbt.run(cfg, comm, schedule=plan["schedule"])
+        code = loop.run(cfg, comm, schedule=plan["schedule"])
         if comm.Get_rank() == 0:
             write_json(cfg.run_dir / "replay_schedule.json", {
                 "source_run": plan["source_run"], "winner": plan["winner"], "ancestry": plan["ancestry"],

@@ -134,10 +134,12 @@ evo_has_arg() {  # evo_has_arg FLAG ARGS...: is --flag (or --flag=...) among ARG
     return 1
 }
 
-# The newest complete checkpoint (one with a manifest) of a run dir, or nothing.
+# The newest checkpoint of a run dir, or nothing: a folder with a member's manifest
+# (checkpoints/gen_N/member_K.manifest.json), which both schedules write (a synchronous run adds
+# manifest.json once every member of generation N has written theirs; evo --resume checks them).
 evo_latest_checkpoint() {
     local dir=$1 m latest=""
-    for m in "$dir"/checkpoints/gen_*/manifest.json; do
+    for m in "$dir"/checkpoints/gen_*/member_*.manifest.json; do
         [[ -f "$m" ]] && latest=$(basename "$(dirname "$m")")
     done
     printf '%s' "$latest"

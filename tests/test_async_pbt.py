@@ -1,5 +1,6 @@
-"""Asynchronous PBT (``--async``, evo.pbt_async): donor rules in-process; end-to-end runs under mpiexec
-(2, 3 and 5 members on 2-3 ranks), a slow member, bit-exact copies, bad input, a crash, SIGTERM + resume."""
+"""Asynchronous PBT (``--async``, evo.loop.asynchronous + evo.loop.coordinator): the coordinator's
+decisions in-process (same-set comparisons only); end-to-end runs under mpiexec (3 and 5 members on 2-3
+ranks), a slow member, bit-exact copies, paired scores, bad input, a crash, SIGTERM + resume."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from conftest import ROOT, TINY, mpiexec_path, run_mpi, signal_after
 
 from evo.config import PBTConfig, parse
 from evo.errors import ConfigError
-from evo.pbt_async import choose_donor
+from evo.loop.coordinator import Board, Coordinator
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -31,62 +32,95 @@ def lineage(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-# -- donor rules (pure) -------------------------------------------------------------------------
-def _rng() -> np.random.Generator:
-    return np.random.default_rng(0)
+# -- the coordinator's decisions (in-process) ------------------------------------------------------
+def coordinator(n: int, rule: str = "truncation", quantile: float = 0.25) -> Coordinator:
+    cfg = SimpleNamespace(rule=rule, quantile=quantile, seed=0, select_on="train", explore="perturb",
+                          generations=100)
+    run = SimpleNamespace(cfg=cfg, n=n, exchanging=True, pb2_start={}, pb2_history=[])
+    return Coordinator(run, Board(n), {}, 0)  # type: ignore[arg-type]
 
 
-def test_truncation_bottom_copies_top_only_with_at_least_as_much_experience() -> None:
-    scores = {0: 10.0, 1: 9.0, 2: 5.0, 3: 1.0}
-    steps = {0: 512, 1: 512, 2: 512, 3: 512}
-    # n=4, q=0.25: k=1, the bottom member (3) copies the top member (0)
-    assert choose_donor("truncation", 3, scores, steps, 4, 0.25, _rng()) == 0
-    assert all(choose_donor("truncation", m, scores, steps, 4, 0.25, _rng()) is None for m in (0, 1, 2))
-    # the top member has trained less than the receiver: no copy (DexPBT's rule)
-    assert choose_donor("truncation", 3, scores, {**steps, 0: 256}, 4, 0.25, _rng()) is None
-    # q=0.5: k=2, donors drawn from the experienced members of the top two
-    got = {choose_donor("truncation", 3, scores, steps, 4, 0.5, np.random.default_rng(s)) for s in range(30)}
-    assert got == {0, 1}
-    got = {choose_donor("truncation", 3, scores, {**steps, 1: 0}, 4, 0.5, np.random.default_rng(s))
-           for s in range(30)}
-    assert got == {0}
+def report(c: Coordinator, member: int, interval: int, score: float, env_steps: int | None = None) -> dict:
+    steps = (interval + 1) * 256 if env_steps is None else env_steps
+    return c({"kind": "ready", "member": member, "interval": interval, "score": score, "test_score": None,
+              "eval_set": interval, "env_steps": steps, "hparams": {}})
 
 
-def test_exploitation_waits_for_a_complete_scoreboard_except_for_failed_members() -> None:
-    steps = {0: 256, 1: 256, 2: 256}
-    assert choose_donor("truncation", 2, {0: 9.0, 2: 1.0}, steps, 3, 0.5, _rng()) is None
-    assert choose_donor("wta", 2, {0: 9.0, 2: 1.0}, steps, 3, 0.5, _rng()) is None
-    assert choose_donor("truncation", 2, {0: 9.0, 2: math.nan}, steps, 3, 0.5, _rng()) == 0
-    assert choose_donor("wta", 2, {0: 9.0, 2: math.inf}, steps, 3, 0.5, _rng()) == 0
+def test_no_decision_until_every_member_has_a_score_on_one_set() -> None:
+    c = coordinator(4)
+    assert report(c, 0, 0, 1.0)["donor"] is None
+    assert report(c, 1, 0, 2.0)["donor"] is None
+    assert report(c, 2, 0, 3.0)["donor"] is None
+    # member 0 races ahead: its interval-1 score is compared with nobody (set 1 is incomplete, set 0 too)
+    assert report(c, 0, 1, -50.0)["donor"] is None
+    # the last member completes set 0: the plan is set 0's, the sync plan of generation 0
+    reply = report(c, 3, 0, 4.0)
+    assert reply["donor"] is None  # member 3 is the best on set 0
+    assert c.board.complete_set() == 0
 
 
-def test_failed_member_takes_the_best_experienced_member_beyond_the_top_quantile() -> None:
-    scores = {0: 10.0, 1: 9.0, 2: 5.0, 3: math.nan}
-    steps = {0: 100, 1: 100, 2: 900, 3: 800}
-    # top quantile (k=1) is member 0, too inexperienced; member 2 is the only valid donor
-    assert choose_donor("truncation", 3, scores, steps, 4, 0.25, _rng()) == 2
-    assert choose_donor("wta", 3, scores, steps, 4, 0.25, _rng()) == 2
-    # a failed member never donates; nobody experienced enough: no copy
-    assert choose_donor("truncation", 3, scores, {**steps, 2: 100}, 4, 0.25, _rng()) is None
-    assert choose_donor("truncation", 2, {0: math.nan, 1: 3.0, 2: 1.0, 3: math.nan}, steps, 4, 0.25,
-                        _rng()) is None
+def test_decisions_compare_scores_of_one_evaluation_set_only() -> None:
+    c = coordinator(4)
+    for m, score in ((1, 2.0), (2, 3.0), (3, 4.0)):
+        report(c, m, 0, score)
+    for m, score in ((1, 50.0), (2, 60.0), (3, -70.0)):  # the fast members' set-1 scores
+        report(c, m, 1, score)
+    # the slow member 0 completes set 0, where it is the worst: it copies the best *on set 0* (member 3),
+    # although member 3's latest score (-70, on set 1) is the worst of all; both compared scores are set 0's
+    reply = report(c, 0, 0, 1.0)
+    assert reply["donor"] == 3 and reply["eval_set"] == reply["receiver_eval_set"] == 0
+    assert (reply["receiver_score"], reply["donor_score"]) == (1.0, 4.0)
+    # set 1 completes with member 0's next report: now member 3 is the worst there and member 0 is not
+    reply = report(c, 0, 1, 55.0)
+    assert reply["donor"] is None
+    report(c, 2, 2, 0.0)  # member 2, the best on set 1, moves on (so it has trained as long as member 3)
+    assert report(c, 3, 2, 0.0)["donor"] == 2  # top of set 1 (quantile 0.25 of 4: one donor, one receiver)
+    # each member acts on a set's plan once: set 2 is incomplete, set 1 was acted on
+    assert report(c, 3, 3, 0.0)["donor"] is None
 
 
-def test_wta_copies_the_best_if_it_is_at_least_as_experienced() -> None:
-    scores = {0: 1.0, 1: 7.0, 2: 3.0}
-    steps = {0: 256, 1: 512, 2: 768}
-    assert choose_donor("wta", 0, scores, steps, 3, 0.25, _rng()) == 1
-    assert choose_donor("wta", 1, scores, steps, 3, 0.25, _rng()) is None
-    assert choose_donor("wta", 2, scores, steps, 3, 0.25, _rng()) is None
+def test_identical_scores_on_one_set_rank_by_member_index_whatever_later_sets_say() -> None:
+    # two members with identical weights have identical scores on one set (paired episodes): the rule sees a
+    # tie, never one member's set-0 score against the other's set-5 score
+    c = coordinator(2, rule="wta")
+    report(c, 0, 0, 7.0)
+    for k in range(1, 6):
+        report(c, 0, k, 100.0 + k, env_steps=(k + 1) * 256)
+    reply = report(c, 1, 0, 7.0)
+    # wta on set 0 is a tie (lowest index wins): member 1 copies member 0, and the compared scores are both
+    # set-0 scores, equal, not member 0's latest 105
+    assert reply["donor"] == 0 and reply["eval_set"] == reply["receiver_eval_set"] == 0
+    assert reply["receiver_score"] == reply["donor_score"] == 7.0
 
 
-def test_async_flag_and_strategies_without_an_async_form() -> None:
+def test_experience_rule_and_failed_members() -> None:
+    c = coordinator(3, rule="wta")
+    report(c, 0, 0, 5.0, env_steps=256)
+    report(c, 1, 0, 1.0, env_steps=256)
+    # member 2 is far ahead in env steps: wta says copy member 0, but member 0 has trained less
+    report(c, 2, 0, 0.0, env_steps=256)
+    c.board.latest[2].env_steps = 10_000
+    assert report(c, 2, 1, 0.0, env_steps=10_000)["donor"] is None
+    # a failed member copies the best of the newest complete set at once, as often as it fails
+    first = report(c, 1, 1, math.nan, env_steps=512)
+    assert first["donor"] == 0 and math.isnan(first["receiver_score"]) and first["receiver_eval_set"] == 1
+    assert report(c, 1, 2, math.nan, env_steps=768)["donor"] == 0
+
+
+def test_async_flag_transports_and_the_collective_preset() -> None:
     cfg = parse(PBTConfig, ["--async"], "evo", "", strategy="truncation")
-    assert cfg.async_mode
     cfg.validate()
+    assert cfg.async_mode and cfg.transport == "hub" and cfg.rule == "truncation"
+    cfg = parse(PBTConfig, ["--async", "--explore", "pb2"], "evo", "", strategy="wta")
+    cfg.validate()
+    assert cfg.transport == "hub" and cfg.rule == "wta"
     assert not parse(PBTConfig, [], "evo", "", strategy="wta").async_mode
-    with pytest.raises(ConfigError, match="truncation_collective has no asynchronous form"):
+    with pytest.raises(ConfigError, match="needs every rank in every exchange"):
         parse(PBTConfig, ["--async"], "evo", "", strategy="truncation_collective").validate()
+    with pytest.raises(ConfigError, match="needs every rank in every exchange"):
+        parse(PBTConfig, ["--async", "--transport", "p2p"], "evo", "", strategy="truncation").validate()
+    with pytest.raises(ConfigError, match="use it with --async"):
+        parse(PBTConfig, ["--transport", "hub"], "evo", "", strategy="truncation").validate()
 
 
 # -- end to end -------------------------------------------------------------------------------
@@ -107,8 +141,15 @@ def check_records(run: Path, members: int, generations: int) -> tuple[list[dict[
               if int(x["copied_from"]) >= 0}
     assert {(e["receiver"], e["generation"]): e["donor"] for e in lin} == copied
     steps = {(int(x["member"]), int(x["generation"])): int(x["env_steps"]) for x in r}
+    by = {(int(x["member"]), int(x["generation"])): x for x in r}
     for e in lin:
         assert e["donor_env_steps"] >= e["receiver_env_steps"], e
+        # paired: both compared scores come from one evaluation set, and are the members' scores on it
+        if e["receiver_score"] is not None:
+            assert e["receiver_eval_set"] == e["donor_eval_set"], e
+            assert float(by[(e["receiver"], e["receiver_eval_set"])]["score"]) == e["receiver_score"]
+        assert float(by[(e["donor"], e["donor_eval_set"])]["score"]) == e["donor_score"]
+        assert by[(e["donor"], e["donor_eval_set"])]["eval_set"] == str(e["donor_eval_set"])
         assert e["receiver_env_steps"] == steps[(e["receiver"], e["generation"])]
         assert e["donor"] != e["receiver"] and e["generation"] < generations - 1
         # the copy is bit-exact: what the donor published == what arrived == the receiver after unpack
@@ -122,7 +163,7 @@ def check_records(run: Path, members: int, generations: int) -> tuple[list[dict[
     assert 0 <= summary["best_member"] < members and (run / "best_model.zip").exists()
     assert all(v is not None for v in summary["final_eval"]["scores"])
     for m in range(members):
-        manifest = run / "checkpoints" / f"member_{m:03d}" / f"int_{generations:06d}" / "manifest.json"
+        manifest = run / "checkpoints" / f"gen_{generations:06d}" / f"member_{m:03d}.manifest.json"
         assert manifest.exists()
     return r, lin
 
@@ -140,7 +181,7 @@ def test_async_end_to_end(strategy: str, members: int, ranks: int, tmp_path: Pat
     res = _run(tmp_path, strategy, ranks, members, generations, *quantile,
                *(["--no-tb-writer"] if members == 5 else []))
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "--async" in res.stdout and "round   4/4" in res.stdout
+    assert "--async" in res.stdout and "gen   4/4" in res.stdout
     _, lin = check_records(tmp_path / "x", members, generations)
     print(f"{strategy} {members} members on {ranks} ranks: {len(lin)} copies, {res.seconds:.1f} s")
     # copies depend on who is ahead (a member copies only a donor with at least its env steps): the tests
@@ -191,7 +232,7 @@ def test_async_with_a_collective_strategy_is_one_line(ranks: int, tmp_path: Path
                   "--exp-name", "x", timeout=60)
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "has no asynchronous form" in lines[0], res.stderr[-2000:]
+    assert len(lines) == 1 and "needs every rank in every exchange" in lines[0], res.stderr[-2000:]
     assert not (tmp_path / "x").exists()
 
 
@@ -221,7 +262,7 @@ def _start(tmp_path: Path, generations: int, *extra: str) -> subprocess.Popen:
 def test_sigterm_exits_75_and_resume_completes_the_records(tmp_path: Path) -> None:
     generations = 8
     proc = _start(tmp_path, generations)
-    manifest = tmp_path / "cut" / "checkpoints" / "member_001" / "int_000002" / "manifest.json"
+    manifest = tmp_path / "cut" / "checkpoints" / "gen_000002" / "member_001.manifest.json"
     elapsed, _, err = signal_after(proc, manifest, signal.SIGTERM, wait_s=90)
     assert proc.returncode == 75, err[-2000:]
     assert "resume with --resume" in err and elapsed < 30

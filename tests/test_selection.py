@@ -1,4 +1,4 @@
-"""PBT's exploit step (evo.core.selection) and the pure decision function evo.pbt.decide.
+"""PBT's exploit step (evo.core.selection) and the pure decision function evo.core.decide.decide.
 
 No MPI: plans are pure functions of the scores and a seeded rng. The oracles below restate the
 documented rules independently of the implementation.
@@ -16,13 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from evo.core.decide import Decision, decide
+from evo.core.rules import get_rule
 from evo.core.selection import (
-    MessageCounts,
     Transfer,
     best_member,
     explore_rng,
-    message_counts,
-    plan,
     plan_truncation,
     plan_wta,
     rank_members,
@@ -32,7 +31,6 @@ from evo.core.selection import (
 )
 from evo.core.space import default_space, explore
 from evo.errors import ConfigError
-from evo.pbt import Decision, decide
 
 NAN, INF = math.nan, math.inf
 
@@ -313,15 +311,14 @@ def test_truncation_same_seed_same_plan_and_seeds_matter() -> None:
     assert plan_truncation(scores, 0.25, selection_rng(3, 7)) == plan_truncation(scores, 0.25, selection_rng(3, 7))
 
 
-def test_plan_dispatch() -> None:
+def test_rule_registry_dispatch() -> None:
     scores = [float(s) for s in np.random.default_rng(2).normal(size=12)]
-    assert plan("wta", scores, 0.25, np.random.default_rng(0)) == plan_wta(scores)
-    for strategy in ("truncation", "truncation_collective"):
-        assert plan(strategy, scores, 0.25, np.random.default_rng(4)) == plan_truncation(
-            scores, 0.25, np.random.default_rng(4))
+    assert get_rule("wta").plan(scores, 0.25, np.random.default_rng(0)) == plan_wta(scores)
+    assert get_rule("truncation").plan(scores, 0.25, np.random.default_rng(4)) == plan_truncation(
+        scores, 0.25, np.random.default_rng(4))
     with pytest.raises(ConfigError) as exc:
-        plan("tournament", scores, 0.25, np.random.default_rng(0))
-    assert "tournament" in str(exc.value)
+        get_rule("tournament")
+    assert "tournament" in str(exc.value) and "truncation" in str(exc.value)
 
 
 def test_rngs_are_pure_functions_of_their_arguments() -> None:
@@ -330,48 +327,6 @@ def test_rngs_are_pure_functions_of_their_arguments() -> None:
     streams = {tuple(selection_rng(s, g).random(3)) for s in range(4) for g in range(4)}
     streams |= {tuple(explore_rng(s, g, r).random(3)) for s in range(4) for g in range(4) for r in range(4)}
     assert len(streams) == 16 + 64  # every (seed, generation[, receiver]) gets its own stream
-
-
-# -- message counts ---------------------------------------------------------------------------------
-def test_message_counts_small() -> None:
-    assert message_counts([]) == MessageCounts(max_received=0, max_sent=0, total=0)
-    counts = message_counts([Transfer(1, 0), Transfer(2, 0), Transfer(3, 4)])
-    assert counts == MessageCounts(max_received=1, max_sent=2, total=3)
-
-
-@pytest.mark.parametrize("n", [1024, 4096])
-@pytest.mark.parametrize("q", [0.1, 0.25, 0.5])
-def test_message_counts_truncation_scale(n: int, q: float) -> None:
-    scores = [float(s) for s in np.random.default_rng(n).normal(size=n)]
-    transfers = plan_truncation(scores, q, selection_rng(0, 1))
-    counts = message_counts(transfers)
-    # point to point: every rank sends and receives at most one payload, whatever n
-    assert counts.max_received == 1
-    assert counts.max_sent == 1
-    assert counts.total == oracle_k(n, q)
-
-
-@pytest.mark.parametrize("n", [1024, 4096])
-def test_message_counts_wta_scale(n: int) -> None:
-    scores = [float(s) for s in np.random.default_rng(n).normal(size=n)]
-    counts = message_counts(plan_wta(scores))
-    # As point-to-point payloads the single winner would send n - 1 copies. That is why WTA does not
-    # use p2p: evo.comm.BroadcastTransport moves these n - 1 transfers with one Bcast from the winner
-    # (a tree, O(log n) steps), so no rank really sends n - 1 messages. max_sent == n - 1 here is the
-    # signature of a broadcast plan, not a p2p load.
-    assert counts.max_sent == n - 1
-    assert counts.max_received == 1
-    assert counts.total == n - 1
-
-
-def test_message_counts_truncation_with_failures() -> None:
-    scores = [float(s) for s in np.random.default_rng(3).normal(size=1024)]
-    for i in range(0, 1024, 2):  # half the population failed: more receivers than donors
-        scores[i] = NAN
-    counts = message_counts(plan_truncation(scores, 0.25, selection_rng(0, 1)))
-    assert counts.max_received == 1
-    assert counts.max_sent > 1
-    assert counts.total == 512
 
 
 # -- decide -----------------------------------------------------------------------------------------
@@ -393,7 +348,7 @@ def comparable(decisions: list[Decision]) -> list[tuple[Any, ...]]:
              d.donor_hparams, d.hparams_after, d.changes) for d in decisions]
 
 
-@pytest.mark.parametrize("strategy", ["wta", "truncation", "truncation_collective"])
+@pytest.mark.parametrize("strategy", ["wta", "truncation"])
 def test_decide_is_deterministic(strategy: str) -> None:
     scores, hparams = population(12)
     scores[3] = NAN
@@ -406,14 +361,14 @@ def test_decide_is_deterministic(strategy: str) -> None:
     assert comparable(c) != comparable(a) and comparable(d) != comparable(a)
 
 
-@pytest.mark.parametrize("strategy", ["wta", "truncation", "truncation_collective"])
+@pytest.mark.parametrize("strategy", ["wta", "truncation"])
 @pytest.mark.parametrize("generation", [0, 1, 17])
 def test_decide_follows_plan_and_explore(strategy: str, generation: int) -> None:
     seed, q = 7, 0.25
     scores, hparams = population(16, seed=generation)
     scores[0] = NAN
     decisions = decide(strategy, generation, scores, hparams, SPACE, q, seed)
-    expected = plan(strategy, scores, q, selection_rng(seed, generation))
+    expected = get_rule(strategy).plan(scores, q, selection_rng(seed, generation))
     assert [(d.receiver, d.donor) for d in decisions] == pairs(expected)
     assert 0 in {d.receiver for d in decisions}  # the NaN member is replaced
     for d in decisions:

@@ -8,16 +8,12 @@ once as a receiver and never as both receiver and donor.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from evo.errors import ConfigError
-
-STRATEGIES = ("wta", "truncation", "truncation_collective")
-
 
 @dataclass(frozen=True, order=True)
 class Transfer:
@@ -89,15 +85,6 @@ def plan_truncation(scores: Sequence[float], quantile: float, rng: np.random.Gen
     return sorted(Transfer(r, d) for r, d in zip(receivers, donors, strict=True))
 
 
-def plan(strategy: str, scores: Sequence[float], quantile: float, rng: np.random.Generator) -> list[Transfer]:
-    """The exploit plan of ``strategy`` (both truncation flavours use the same rule)."""
-    if strategy == "wta":
-        return plan_wta(scores)
-    if strategy in ("truncation", "truncation_collective"):
-        return plan_truncation(scores, quantile, rng)
-    raise ConfigError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
-
-
 def selection_rng(seed: int, generation: int) -> np.random.Generator:
     """The rng of generation ``generation``'s selection: a pure function of the seed (replayable)."""
     from evo.core.seeds import selection_rng as rng
@@ -110,41 +97,3 @@ def explore_rng(seed: int, generation: int, receiver: int) -> np.random.Generato
     from evo.core.seeds import explore_rng as rng
 
     return rng(seed, generation, receiver)
-
-
-def donor_groups(transfers: Sequence[Transfer]) -> dict[int, list[int]]:
-    """Donor -> its receivers: the sub-communicators of the collective truncation transport.
-
-    Raises ``ValueError`` if the plan is not a set of disjoint groups (a rank both donor and
-    receiver, or a receiver with two donors), which the transports rely on.
-    """
-    groups: dict[int, list[int]] = {}
-    receivers: set[int] = set()
-    for t in transfers:
-        if t.receiver in receivers:
-            raise ValueError(f"member {t.receiver} receives twice in one plan")
-        receivers.add(t.receiver)
-        groups.setdefault(t.donor, []).append(t.receiver)
-    if receivers & set(groups):
-        raise ValueError("a member cannot be both donor and receiver in one plan")
-    return {d: sorted(r) for d, r in sorted(groups.items())}
-
-
-@dataclass(frozen=True)
-class MessageCounts:
-    """Weight payloads per rank for one plan (for scaling checks without launching ranks)."""
-
-    max_received: int
-    max_sent: int
-    total: int
-
-
-def message_counts(transfers: Sequence[Transfer]) -> MessageCounts:
-    """Point-to-point weight payloads: most any rank receives / sends, and the total."""
-    recv = Counter(t.receiver for t in transfers)
-    sent = Counter(t.donor for t in transfers)
-    return MessageCounts(
-        max_received=max(recv.values(), default=0),
-        max_sent=max(sent.values(), default=0),
-        total=len(transfers),
-    )

@@ -1,0 +1,309 @@
+"""Start or resume a run, the same way for both schedules: validate against the world, lock and
+prepare the run directory (or check it on ``--resume``), build this rank's members and load them
+from their checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evo import comm as comm_mod
+from evo.config import CommonConfig, PBTConfig
+from evo.core import seeds
+from evo.core.space import Space, check_batch_size, parse_space, read_space_file
+from evo.errors import CheckpointError, ConfigError
+from evo.loop import checkpoints as ckpt
+from evo.loop.context import Run, Slot
+from evo.records import TensorBoard, write_json
+from evo.stop import STOP
+
+
+@dataclass
+class ResumePlan:
+    """Where each member continues from (sync: one generation for all; async: each its own)."""
+
+    dirs: dict[int, str]
+    """member -> its checkpoint folder"""
+    starts: list[int]
+    """member -> its first generation (interval) to run"""
+    entries: dict[int, dict[str, Any]]
+    """member -> its manifest's entry (latest score, eval set, hyperparameters, env steps)"""
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def start(self) -> int:
+        return min(self.starts)
+
+
+def everywhere_errors(fn: Any) -> Any:
+    from evo.cli import everywhere
+
+    with everywhere():
+        return fn()
+
+
+def space_for(cfg: PBTConfig, text: str | None) -> Space:
+    """The search space: defaults overridden by ``text`` (``--hyperparams``, read on rank 0)."""
+    if cfg.strategy == "baseline":
+        return Space(params={}, constants=dict(getattr(cfg, "set_hparams", None) or {}))
+    space = parse_space(text, cfg.rollout_size, str(cfg.hyperparams), cfg.algo)
+    check_batch_size(space, cfg.rollout_size, cfg.algo)
+    return space
+
+
+def _space_dict(space: Space) -> dict[str, Any]:
+    return json.loads(json.dumps({"params": {k: asdict(v) for k, v in space.params.items()},
+                                  "constants": dict(space.constants),
+                                  "explore": asdict(space.explore_settings)}, default=str))
+
+
+def resolve_run(cfg: PBTConfig, comm: Any) -> tuple[Space, int, dict[str, Any], dict[str, Any]]:
+    """Validate against the world (the same on every rank), set threads, and describe the run:
+    ``(space, threads, expected checkpoint meta, settings compared on resume)``."""
+    world = comm.Get_size()
+    space_text = comm_mod.root_decides(comm, lambda: read_space_file(cfg.hyperparams))
+
+    def check() -> Space:
+        if cfg.num_agents is None:
+            cfg.num_agents = world
+        elif cfg.num_agents < world:
+            raise ConfigError(
+                f"--num-agents {cfg.num_agents} is smaller than the MPI world size {world}: every rank needs at "
+                f"least one member (launch with mpiexec -n {cfg.num_agents} or fewer)")
+        cfg.check_seed(cfg.num_agents)  # validate() knew the population only if --num-agents was given
+        if cfg.strategy != "baseline" and cfg.num_agents < 2:
+            raise ConfigError("a PBT population needs at least 2 members: launch with mpiexec -n N, or host N "
+                              "members in this process with --num-agents N")
+        if cfg.exp_name is None:
+            cfg.exp_name = cfg.default_exp_name()
+        return space_for(cfg, space_text)
+
+    space = everywhere_errors(check)  # argv, the world size and broadcast file contents
+    threads = comm_mod.set_threads(comm, cfg.threads)
+    expected = {"world_size": world, "num_agents": cfg.num_agents, "env_id": cfg.env_id, "strategy": cfg.strategy,
+                "n_envs": cfg.n_envs, "n_steps": cfg.n_steps, "policy": cfg.policy,
+                "steps_per_generation": cfg.steps_per_generation, "algo": cfg.algo,
+                "async": bool(getattr(cfg, "async_mode", False))}
+    settings = {**cfg.to_dict(), "search_space": _space_dict(space), "world_size": world}
+    return space, threads, expected, settings
+
+
+# -- the run directory (rank 0) -----------------------------------------------------------------
+def prepare_run_dir(r_cfg: PBTConfig, expected: Mapping[str, Any], settings: Mapping[str, Any],
+                    lock: Any) -> ResumePlan | None:
+    """(rank 0) Lock the run directory, then create, clear or check it. On ``--resume``, find
+    every member's checkpoint and refuse any setting that would change the results."""
+    cfg, run_dir = r_cfg, r_cfg.run_dir
+    if cfg.resume and not run_dir.exists():
+        raise ConfigError(f"--resume: run directory {run_dir} does not exist")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write log dir {run_dir}: {exc.strerror or exc}") from None
+    note = lock.acquire()
+    if note:
+        print(f"evo: note: {note}", file=sys.stderr, flush=True)
+    if cfg.resume:
+        if ckpt.has_checkpoint(run_dir):
+            return _resume_plan(cfg, expected, settings)
+        print(f"evo: note: {run_dir} has no checkpoint yet (stopped before the first one): starting afresh",
+              file=sys.stderr, flush=True)
+    elif any(p.name != lock.path.name for p in run_dir.iterdir()) and not cfg.overwrite:
+        raise ConfigError(f"run directory {run_dir} already exists: use --resume to continue it, "
+                          f"--overwrite to start again, or another --exp-name")
+    try:
+        for p in run_dir.iterdir():
+            if p.name != lock.path.name:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write log dir {run_dir}: {exc.strerror or exc}") from None
+    return None
+
+
+def _resume_plan(cfg: PBTConfig, expected: Mapping[str, Any], settings: Mapping[str, Any]) -> ResumePlan:
+    assert cfg.num_agents is not None
+    run_dir, n, notes = cfg.run_dir, cfg.num_agents, []  # type: ignore[var-annotated]
+    if cfg.async_mode:
+        found = {i: ckpt.member_latest(run_dir, i, notes) for i in range(n)}
+        dirs = {i: str(d) for i, d in found.items() if d is not None}
+        if not dirs:
+            raise CheckpointError(f"--resume: no intact checkpoint in {run_dir / 'checkpoints'}")
+        manifests = {i: ckpt.read_member_manifest(Path(d), i) for i, d in dirs.items()}
+    else:
+        directory = ckpt.find_latest(run_dir, notes)
+        manifest = ckpt.read_manifest(directory)
+        manifests = dict(enumerate(manifest["members"]))
+        dirs = {i: str(directory) for i in range(n)}
+        for g, d in ckpt._gen_dirs(run_dir):  # partial generations after it: redone from here
+            if g > manifest["generation"]:
+                shutil.rmtree(d, ignore_errors=True)
+    for m in manifests.values():
+        ckpt.check_compatible(m["meta"], expected)
+    starts = [int(manifests[i]["generation"]) if i in manifests else 0 for i in range(n)]
+    entries = {i: dict(m.get("entry") or {}) for i, m in manifests.items()}
+    done = max(starts)
+    if cfg.generations < done:
+        raise ConfigError(f"--resume: --generations {cfg.generations} is fewer than the {done} generations this run "
+                          f"has already completed (give --generations {done} or more)")
+    check_resume_settings(run_dir / "config.json", settings, min(starts))
+    wall = max(float(e.get("wall_s", 0.0)) for e in entries.values()) if entries else 0.0
+    return ResumePlan(dirs, starts, entries, wall, notes)
+
+
+def check_resume_settings(path: Path, settings: Mapping[str, Any], generation: int) -> None:
+    """Compare ``settings`` with the run's config.json; refuse changes that affect results, record
+    the accepted ones (config.json then describes the run as it goes on, with a list of resumes)."""
+    from evo.config import NOT_COMPARED, RESUME_MAY_CHANGE, describe_changes, resume_changes
+
+    try:
+        saved_file = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume: cannot read {path}: {type(exc).__name__}") from None
+    saved = {**saved_file.get("config", {}), "search_space": saved_file.get("search_space"),
+             "world_size": saved_file.get("world_size")}
+    refused, accepted = resume_changes(saved, dict(settings))
+    if refused:
+        raise ConfigError(f"--resume would change settings that affect the results: {describe_changes(refused)} "
+                          f"(only {', '.join(sorted(RESUME_MAY_CHANGE - NOT_COMPARED))} may change; "
+                          f"start a new run with another --exp-name instead)")
+    for key, (_old, new) in accepted.items():
+        saved_file["config"][key] = new
+    saved_file.setdefault("resumes", []).append({
+        "at_generation": generation, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": accepted})
+    write_json(path, saved_file)
+
+
+def note_resume(cfg: CommonConfig, generation: int, reset: Sequence[int], notes: Sequence[str]) -> None:
+    """(rank 0, after every member loaded) Say in one line each what a resume could not keep."""
+    for note in notes:
+        print(f"evo: note: {note}", file=sys.stderr, flush=True)
+    if not reset:
+        return
+    print(f"evo: note: the training envs of member(s) {list(reset)} could not be checkpointed; they start fresh "
+          f"episodes at generation {generation}", file=sys.stderr, flush=True)
+    path = cfg.run_dir / "config.json"
+    data = json.loads(path.read_text())
+    if data.get("resumes"):
+        data["resumes"][-1]["envs_reset"] = list(reset)
+    write_json(path, data)
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    import evo
+
+    return {"evo": evo.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__,
+            "numpy": np.__version__}
+
+
+def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[str, Any], first: Any) -> None:
+    """(rank 0, a new run) config.json: the resolved settings and what a reader needs to trust them."""
+    from evo.config import save_config
+    from evo.reference import random_policy_score
+
+    assert cfg.num_agents is not None
+    episodes = max(10, cfg.eval_episodes)
+    extra: dict[str, Any] = {"async": True} if cfg.async_mode else {}
+    save_config(cfg, cfg.run_dir / "config.json", {
+        "world_size": world, "members_per_rank": [len(comm_mod.local_members(cfg.num_agents, k, world))
+                                                  for k in range(world)],
+        "threads_per_rank": threads, "versions": _versions(), "deterministic_eval": cfg.deterministic_eval,
+        "rollout_size": cfg.rollout_size, "search_space": settings["search_space"],
+        "initial_hparams_rank0": dict(first.hparams), "env_state_checkpointed": first.env_state() is not None,
+        "resumes": [], **extra,
+        # the mean return of a uniformly random policy on generation 0's evaluation episodes: the
+        # reference that tells at once whether anything learned (at least 10 episodes)
+        "random_policy": {"score": random_policy_score(cfg.to_dict(), episodes, cfg.seed), "episodes": episodes},
+    })
+
+
+# -- members ---------------------------------------------------------------------------------------
+def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None = None
+          ) -> tuple[Run, ResumePlan | None]:
+    """Validate, prepare or check the run dir, build (or load) this rank's members."""
+    from evo.learners import learner_class
+    from evo.loop.lock import RunLock
+
+    rank, world = comm.Get_rank(), comm.Get_size()
+    space, threads, expected, settings = resolve_run(cfg, comm)
+    assert cfg.num_agents is not None
+    lock = RunLock(cfg.run_dir) if rank == 0 else None
+
+    def prepare() -> ResumePlan | None:
+        try:
+            return prepare_run_dir(cfg, expected, settings, lock)
+        except BaseException:
+            lock.release()  # type: ignore[union-attr]
+            raise
+
+    plan = comm_mod.root_decides(comm, prepare)
+    ids = comm_mod.local_members(cfg.num_agents, rank, world)
+    local = comm_mod.local_rank(comm)  # collective: before any rank can fail alone
+    build = learner_class(cfg.algo)
+    members = comm_mod.on_every_rank(
+        comm, lambda: [build(cfg, space.sample(seeds.init_rng(cfg.seed, i)), index=i, local_rank=local) for i in ids])
+    if plan is not None:
+        dirs = plan.dirs
+
+        def load() -> list[int]:
+            return [m.index for m in members
+                    if m.index in dirs and not ckpt.load_member(Path(dirs[m.index]), m)["env_restored"]]
+
+        fresh = comm.gather(comm_mod.on_every_rank(comm, load), root=0)
+        if rank == 0:  # only now that every member loaded: drop records of generations to be redone
+            _truncate(cfg, plan, sorted(i for part in fresh for i in part))
+    elif rank == 0:
+        save_new_config(cfg, world, threads, settings, members[0])
+    comm.Barrier()
+    r = Run(cfg, comm, space, [], STOP.install(), expected, schedule, lock=lock)
+    resumed = plan.dirs if plan is not None else {}
+    r.slots = [Slot(m, TensorBoard(cfg.run_dir / "tb" / f"member_{m.index:03d}" if cfg.tb_writer else None,
+                                   purge_step=m.num_timesteps if m.index in resumed else None)) for m in members]
+    if rank == 0:
+        from evo.loop.rows import open_writers, print_start
+
+        open_writers(r)
+        if cfg.tb_writer and r.n > 1:
+            purge = (plan.start + 1) * cfg.steps_per_generation if plan is not None else None
+            r.pop_tb = TensorBoard(cfg.run_dir / "tb" / "population", purge_step=purge)
+        resumed = ""
+        if plan is not None:
+            resumed = f", resumed (next intervals {plan.starts})" if cfg.async_mode else \
+                f", resumed at generation {plan.start}"
+        print_start(r, threads, resumed)
+    r.t_run0 = time.perf_counter() - (plan.wall_s if plan is not None else 0.0)  # wall time continues
+    return r, plan
+
+
+def _truncate(cfg: PBTConfig, plan: ResumePlan, fresh: Sequence[int]) -> None:
+    """(rank 0, resume) Drop each member's records of the generations it will redo, and the
+    generation rows not every member has kept."""
+    from evo.records import truncate_records
+
+    starts, first = plan.starts, plan.start
+    notes = list(plan.notes) + truncate_records(cfg.run_dir, keep={
+        "members.csv": lambda x: int(x["generation"]) < starts[int(x["member"])],
+        "lineage.jsonl": lambda x: int(x["generation"]) < starts[int(x["receiver"])],
+        "generations.csv": lambda x: int(x["generation"]) < first,
+        "checkpoints.jsonl": lambda x: int(x["generation"]) < first,
+    })
+    if cfg.async_mode:
+        notes.append(f"asynchronous resume: every member continues from its own newest checkpoint (next intervals "
+                     f"{list(starts)}); up to one interval per member (the one in progress) is redone")
+    note_resume(cfg, first, fresh, notes)
