@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
+import evo.loop.checkpoints as ckpt
+import evo.loop.rows as rec
+import evo.loop.step as step
 from evo import comm as comm_mod
 from evo.config import PBTConfig
 from evo.errors import ConfigError
-from evo.loop import checkpoints as ckpt
-from evo.loop import rows as rec
-from evo.loop import step
 from evo.loop.context import Run, Slot
 from evo.loop.coordinator import Board, Coordinator, Entry
 from evo.loop.finish import EXIT_PREEMPTED, finish, print_stopped

@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import evo.loop.checkpoints as ckpt
+import evo.loop.rows as rec
 from evo.core.decide import explore_from, observation
 from evo.core.rules import get_rule
 from evo.core.seeds import selection_rng
-from evo.loop import checkpoints as ckpt
-from evo.loop import rows as rec
 from evo.loop.context import Population, Run
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+import evo.loop.checkpoints as ckpt
 from evo import comm as comm_mod
 from evo.config import CommonConfig, PBTConfig
 from evo.core import seeds
 from evo.core.space import Space, check_batch_size, parse_space, read_space_file
-from evo.errors import CheckpointError, ConfigError
-from evo.loop import checkpoints as ckpt
+from evo.errors import CheckpointError, ConfigError, everywhere
 from evo.loop.context import Run, Slot
 from evo.records import TensorBoard, write_json
 from evo.stop import STOP
@@ -45,8 +45,6 @@ class ResumePlan:
 
 
 def everywhere_errors(fn: Any) -> Any:
-    from evo.cli import everywhere
-
     with everywhere():
         return fn()
 

@@ -22,14 +22,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import evo.loop.checkpoints as ckpt
+import evo.loop.rows as rec
+import evo.loop.step as step
 from evo import comm as comm_mod
 from evo.config import PBTConfig
 from evo.core.decide import Decision, decide, next_start_scores, pb2_observations
 from evo.core.selection import Transfer
 from evo.errors import CheckpointError
-from evo.loop import checkpoints as ckpt
-from evo.loop import rows as rec
-from evo.loop import step
 from evo.loop.context import Outcome, Population, Run
 from evo.loop.finish import EXIT_PREEMPTED, finish, print_stopped
 from evo.loop.start import start
