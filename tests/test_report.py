@@ -1,4 +1,5 @@
 """evo.report and evo.replay on real (tiny) runs: plots, the equal-budget table, ancestry, replay.
+The rule for fewer than 5 runs (no IQM, no CI) is tested in test_report_small_n.py.
 
 The runs (a 4-rank winner-takes-all PBT run and a 2-seed baseline on CartPole) are made once
 per test session by :func:`make_tiny_runs` and shared with test_tensorboard_http.py.
@@ -175,12 +176,13 @@ def test_methods_table_on_real_runs(report: Path, runs: Path) -> None:
     final = json.loads((runs / "pbt" / "summary.json").read_text()).get("final_eval")
     # the budget is the end of the PBT run: its fresh final evaluation counts where the run has one
     selected = final["scores"][best] if final else next(float(r["score"]) for r in last if int(r["member"]) == best)
-    assert rows["wta"]["IQM [95% CI]"] == f"{selected:.2f} (no CI: n = 1)"
+    assert rows["wta"]["median (min to max)"] == f"{selected:.2f}"  # one run: no range, no IQM, no CI
     population = sum(float(r["score"]) for r in last) / len(last)  # always the members' own evaluation
-    assert rows["wta, all members"]["IQM [95% CI]"] == f"{population:.2f} (no CI: n = 1)"
+    assert rows["wta, all members"]["median (min to max)"] == f"{population:.2f}"
     base = [float(r["score"]) for r in read(runs / "base" / "members.csv") if r["env_steps"] == budget]
     assert rows["baseline (cartpole)"]["mean"] == f"{sum(base) / 2:.2f}"  # 768 is not the baseline's end
-    assert rows["wta"]["P(improvement over baseline (cartpole)) [95% CI]"].endswith("(no CI: n = 1)")
+    assert rows["wta"]["P(improvement over baseline (cartpole))"].endswith("(point estimate; no CI: n = 1 vs 2)")
+    assert "IQM" not in text and "[95% CI]" not in text
     assert ("`final_eval`" in text) == bool(final) and ("**optimistic**" in text) == (not final)
     ref = json.loads((report / "report.json").read_text())["tasks"][0]["reference"]
     assert 5.0 < ref["score"] < 60.0 and ref["episodes"] >= 2  # random CartPole: ~22 per episode
@@ -389,13 +391,12 @@ def test_runs_per_method_selected_member_and_population_mean(tmp_path: Path) -> 
 def test_budget_is_the_largest_common_evaluation_point(tmp_path: Path) -> None:
     """The case the old report got wrong: baseline evaluated every 12288 steps, PBT every 8192. The old
     rule (the smallest final step count) compared the baseline at 36864 with PBT at 40960."""
-    from evo.report import choose_budget, equal_budget
+    from evo.report import choose_budget
 
     pbt_pts = [8192 * (g + 1) for g in range(5)]
     base_pts = [12288 * (g + 1) for g in range(4)]
     pbt = load_run(write_run(tmp_path / "pbt", [[float(g)] * 2 for g in range(5)], pbt_pts))
     base = load_run(write_run(tmp_path / "base", [[float(g)] * 2 for g in range(4)], base_pts, strategy="baseline"))
-    assert equal_budget([pbt, base]) == 40960  # the old rule, kept for the per-run table's callers
     budget = choose_budget([pbt, base])
     assert budget.steps == 24576 and budget.equal and not budget.missing
     asked = choose_budget([pbt, base], 40960)
@@ -465,10 +466,11 @@ def test_summary_says_which_score_was_used(tmp_path: Path) -> None:
     assert "`truncation (quantile=0.25)`: the selected member's score; 1 of 1 from the evaluation at the budget " \
            "(5 episodes): the same episodes the member was selected on, so **optimistic**" in text
     rows = {r["method"]: r for r in md_section_table(text, "Did PBT beat the baseline?")}
-    assert rows["truncation (quantile=0.5)"]["IQM [95% CI]"] == "9.00 (no CI: n = 1)"
+    assert rows["truncation (quantile=0.5)"]["median (min to max)"] == "9.00"
     assert rows["truncation (quantile=0.5), all members"]["mean"] == "3.50"
-    assert rows["truncation (quantile=0.25)"]["IQM [95% CI]"] == "4.00 (no CI: n = 1)"
-    assert "n = 1 for" in text and "No baseline run among the inputs" in text
+    assert rows["truncation (quantile=0.25)"]["median (min to max)"] == "4.00"
+    assert "Fewer than 5 runs: no confidence interval; median and range shown" in text
+    assert "No baseline run among the inputs" in text
 
 
 def iqm(values: list[float]) -> float:
@@ -497,8 +499,10 @@ def test_aggregate_stats_points_cis_and_reproducibility() -> None:
     assert again == st  # same seed, same intervals
     assert np.array_equal(np.random.get_state()[1], state)  # numpy's global generator is left as it was
     assert aggregate_stats(scores, reps=500, seed=2) != st
+    assert st.statistic == "iqm" and st.headline is st.iqm and (st.low, st.high) == (-50.0, 100.0)
     one = aggregate_stats(np.array([[4.0]]), reps=500)
-    assert one is not None and one.n == 1 and one.iqm.value == 4.0 and not one.iqm.has_ci
+    assert one is not None and one.n == 1 and one.iqm is None and one.statistic == "median"
+    assert one.median.value == 4.0 and not one.median.has_ci and (one.low, one.high) == (4.0, 4.0)
     assert aggregate_stats(np.zeros((0, 1))) is None
 
 
@@ -509,8 +513,14 @@ def test_improvement_probability_counts_pairs() -> None:
     y = np.array([[2.0], [5.0], [3.0], [0.0]])
     # pairs x > y: 1 beats 0; 5 beats 2, 3, 0 (ties with 5: half); 9 beats all four -> (1 + 3.5 + 4) / 12
     p = improvement_probability(x, y, reps=400, seed=0)
-    assert p is not None and p.value == pytest.approx(8.5 / 12)
-    assert p.low is not None and p.high is not None and 0.0 <= p.low <= p.value <= p.high <= 1.0
+    assert p is not None and p.value == pytest.approx(8.5 / 12) and p.statistic == "probability_of_improvement"
+    assert not p.has_ci  # fewer than 5 runs on either side: the point estimate alone
+    x5, y5 = np.array([[1.0], [5.0], [9.0], [7.0], [8.0]]), np.array([[2.0], [5.0], [3.0], [0.0], [6.0]])
+    # 1 beats 0; 5 beats 2, 3, 0 and ties 5; 9, 7 and 8 beat all five -> (1 + 3.5 + 15) / 25
+    p5 = improvement_probability(x5, y5, reps=400, seed=0)
+    assert p5 is not None and p5.value == pytest.approx(19.5 / 25)
+    assert p5.low is not None and p5.high is not None and 0.0 <= p5.low <= p5.value <= p5.high <= 1.0
+    assert p5.high > p5.low
     assert improvement_probability(y + 100, x, reps=100).value == 1.0  # type: ignore[union-attr]
     assert improvement_probability(x, x, reps=100).value == 0.5  # type: ignore[union-attr]
     single = improvement_probability(np.array([[3.0]]), y, reps=100)
@@ -550,24 +560,27 @@ def test_report_end_to_end_on_fake_runs(tmp_path: Path) -> None:
     assert "Methods compared at an equal budget of **512 env steps per member**" in text
     rows = md_section_table(text, "Did PBT beat the baseline?")
     header = list(rows[0])
-    assert header == ["method", "runs (n)", "env steps per member", "IQM [95% CI]", "median", "mean",
-                      "P(improvement over my baseline) [95% CI]"]
+    # 3 runs and 4 seeds: no IQM and no interval anywhere (see test_report_small_n.py for 5 runs)
+    assert header == ["method", "runs (n)", "env steps per member", "median (min to max)", "mean",
+                      "P(improvement over my baseline)"]
     by = {r["method"]: r for r in rows}
     assert [r["method"] for r in rows] == ["truncation", "truncation, all members", "my baseline",
                                            "random policy (reference)"]
     assert by["truncation"]["runs (n)"] == "3" and by["my baseline"]["runs (n)"] == "4"
-    assert by["truncation"]["median"] == "31.00" and by["my baseline"]["mean"] == f"{62 / 4:.2f}"
+    assert by["truncation"]["median (min to max)"] == "31.00 (30.00 to 32.00)"
+    assert by["my baseline"]["mean"] == f"{62 / 4:.2f}"
     # P(truncation > my baseline): 30, 31, 32 each beat 10, 12, 29, 11 -> 1.0; the population means
     # 20, 20.5, 21 each beat 10, 12, 11 but not 29 -> 0.75
-    assert by["truncation"]["P(improvement over my baseline) [95% CI]"].startswith("1.00 [")
-    assert by["truncation, all members"]["P(improvement over my baseline) [95% CI]"].startswith("0.75 [")
-    assert by["my baseline"]["P(improvement over my baseline) [95% CI]"] == "—"
-    assert by["random policy (reference)"]["mean"] == "21.50"
-    assert "100 episodes" in by["random policy (reference)"]["IQM [95% CI]"]
+    assert by["truncation"]["P(improvement over my baseline)"] == "1.00 (point estimate; no CI: n = 3 vs 4)"
+    assert by["truncation, all members"]["P(improvement over my baseline)"] == \
+        "0.75 (point estimate; no CI: n = 3 vs 4)"
+    assert by["my baseline"]["P(improvement over my baseline)"] == "—"
+    assert by["random policy (reference)"]["mean"] == "21.50 (mean of 100 episodes)"
     assert "my baseline" in stdout and "P(improvement over my baseline)" in stdout and "random policy" in stdout
     data = json.loads((out / "report.json").read_text())
     methods = {m["label"]: m for m in data["tasks"][0]["methods"]}
-    assert methods["truncation"]["n"] == 3 and methods["truncation"]["iqm"]["value"] == pytest.approx(31.0)
+    assert methods["truncation"]["n"] == 3 and methods["truncation"]["statistic"] == "median"
+    assert methods["truncation"]["value"] == 31.0 and methods["truncation"]["ci"] is None
     assert data["tasks"][0]["reference"] == {"score": 21.5, "episodes": 100,
                                              "source": "stored in config.json (1 distinct measurement(s))"}
     # the same report twice: identical numbers (seeded bootstrap)
@@ -658,7 +671,8 @@ def test_score_plot_draws_one_colour_and_one_legend_entry_per_method(tmp_path: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from evo.report import _plot_method, group_methods
+    from evo.report import group_methods
+    from evo.report.figures import plot_method
 
     pts = [256, 512]
     paths = [write_run(tmp_path / f"p{s}", [[1.0, 2.0], [3.0, 4.0]], pts, config={"seed": s}) for s in (0, 1, 2)]
@@ -667,7 +681,7 @@ def test_score_plot_draws_one_colour_and_one_legend_entry_per_method(tmp_path: P
     methods = group_methods(runs, ["PBT", "PBT", "PBT", "base"])
     fig, ax = plt.subplots()
     for method, color in zip(methods, ["C0", "C1"], strict=True):
-        _plot_method(ax, method, method.runs, "score", color)
+        plot_method(ax, method, method.runs, "score", color)
     labels = [t.get_text() for t in ax.legend().get_texts()]
     assert labels == ["PBT: best of 2, 3 runs", "PBT: mean of 2", "base: mean (band: min–max of 2 seeds)"]
     assert len(ax.lines) == 3 * 2 + 1

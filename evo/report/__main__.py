@@ -1,0 +1,7 @@
+"""``python -m evo.report``."""
+
+import sys
+
+from evo.report.cli import main
+
+sys.exit(main())
