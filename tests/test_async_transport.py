@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
+import evo.comm as comm_mod
 from tests.conftest import MPI_SCRIPTS, run_mpi
 
-comm_mod = pytest.importorskip("evo.comm")
 Backoff, SnapshotSlot, idle_max_for = comm_mod.Backoff, comm_mod.SnapshotSlot, comm_mod.idle_max_for
 
 

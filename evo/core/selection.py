@@ -15,6 +15,7 @@ import numpy as np
 
 from evo.errors import ConfigError
 
+
 @dataclass(frozen=True, order=True)
 class Transfer:
     """``receiver`` takes weights, optimizer state and hyperparameters from ``donor``."""
