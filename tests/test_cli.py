@@ -111,6 +111,24 @@ def test_same_seed_gives_identical_records(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(240)
+def test_seed_range_depends_on_the_population_size(tmp_path: Path) -> None:
+    """Member i seeds numpy with seed + i, which numpy takes below 2**32 only: with 3 members the largest
+    --seed is 2**32 - 3. Out of range: exit 2 and one line, before any training (not a crash of rank 1)."""
+    top = 2**32 - 3
+    for extra in (["--num-agents", "3", "--seed", "-1"], ["--num-agents", "3", "--seed", str(top + 1)],
+                  ["--seed", str(2**32 - 1)]):  # no --num-agents: the world (2 ranks) is the population
+        res = run_mpi(2, "evo.truncation", *TINY, *extra, "--log-dir", str(tmp_path), "--exp-name", "bad", timeout=60)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
+        assert "--seed must be in [0, " in lines[0] and "Traceback" not in res.stderr, lines
+    assert not (tmp_path / "bad").exists()
+    res = run_mpi(2, "evo.truncation", *TINY, "--num-agents", "3", "--seed", str(top), "--generations", "1",
+                  "--no-tb-writer", "--log-dir", str(tmp_path), "--exp-name", "top", timeout=150)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [r["member"] for r in read_rows(tmp_path / "top" / "members.csv")] == ["0", "1", "2"]
+
+
+@pytest.mark.timeout(240)
 def test_baseline_runs_k_independent_seeds(tmp_path: Path) -> None:
     res = run_mpi(2, "evo.baseline", "--env-id", "CartPole-v1", "--num-timesteps", "768", "--eval-every", "256",
                   "--n-envs", "2", "--n-steps", "128", "--eval-episodes", "2", "--save-every", "2",

@@ -164,7 +164,6 @@ def test_bad_input_exits_2(slurm: SlurmCluster, tmp_path: Path) -> None:
 # -- baseline job array -------------------------------------------------------------------------
 @pytest.mark.timeout(240, func_only=True)
 def test_baseline_array(slurm: SlurmCluster, tmp_path: Path) -> None:
-    pytest.importorskip("evo.baseline", reason="evo/baseline.py (python -m evo.baseline) does not exist yet")
     env = evo_env(tmp_path / "logs", EVO_EXP_NAME="base", EVO_SEED_BASE="10",
                   EVO_ARGS="--env-id CartPole-v1 --num-timesteps 1024 --n-envs 2 --n-steps 256 --eval-episodes 2 "
                            "--no-tb-writer")

@@ -157,8 +157,59 @@ def test_truncate_records_drops_torn_last_lines(tmp_path: Path) -> None:
     notes = truncate_records(tmp_path, keep_below=2)
     assert (tmp_path / "members.csv").read_text().splitlines() == ["generation,member,score", "0,0,1.5", "1,0,2.5"]
     assert (tmp_path / "lineage.jsonl").read_text() == '{"generation": 0, "receiver": 1}\n'
-    assert len(notes) == 2 and all("incomplete line" in n for n in notes)
+    assert len(notes) == 2 and all("incomplete line" in n and "kill mid-write" in n for n in notes)
+    assert not list(tmp_path.glob("*.damaged"))  # a torn last line is a kill's doing: nothing kept aside
     assert truncate_records(tmp_path, keep_below=1) == []
+
+
+def test_truncate_records_keeps_damaged_middle_lines_aside(tmp_path: Path) -> None:
+    members = tmp_path / "members.csv"
+    members.write_text("generation,member,score\n0,0,1.5\n0,1\n1,0,2.5\nx,1,3.0\n1,1,2.")
+    lineage = tmp_path / "lineage.jsonl"
+    lineage.write_text('{"generation": 0, "receiver": 1}\n{"generation": 1, "rec\n[1, 2]\n{"generation": 1, '
+                       '"receiver": 0}\n')
+    notes = truncate_records(tmp_path, keep_below=2)
+    assert members.read_text().splitlines() == ["generation,member,score", "0,0,1.5", "1,0,2.5"]
+    assert (tmp_path / "members.csv.damaged").read_text() == "0,1\nx,1,3.0\n"
+    assert lineage.read_text().splitlines() == ['{"generation": 0, "receiver": 1}', '{"generation": 1, "receiver": 0}']
+    assert (tmp_path / "lineage.jsonl.damaged").read_text() == '{"generation": 1, "rec\n[1, 2]\n'
+    assert "dropped 1 incomplete line(s) of members.csv (a kill mid-write)" in notes
+    assert "2 damaged line(s) in the middle of members.csv (not a kill mid-write) were kept in " \
+           "members.csv.damaged" in notes
+    assert any("2 damaged line(s)" in n and "lineage.jsonl.damaged" in n for n in notes)
+    assert len(notes) == 3 and not any("incomplete" in n for n in notes if "lineage" in n)  # its last line was whole
+    # damaged lines are appended: a second damage later adds to the file, losing nothing
+    members.write_text(members.read_text() + "1,1\n")
+    assert truncate_records(tmp_path, keep_below=2) == [
+        "1 damaged line(s) in the middle of members.csv (not a kill mid-write) were kept in members.csv.damaged"]
+    assert (tmp_path / "members.csv.damaged").read_text() == "0,1\nx,1,3.0\n1,1\n"
+
+
+def test_truncate_records_with_a_rule_per_file(tmp_path: Path) -> None:
+    """The asynchronous form: each member redoes its own intervals; files without a rule are left alone."""
+    (tmp_path / "members.csv").write_text("generation,member,score\n0,0,1\n0,1,2\n1,0,3\n1,1,4\n2,1,5\n7,9,6\n")
+    (tmp_path / "generations.csv").write_text("generation,best\n0,2\n1,4\n")
+    (tmp_path / "checkpoints.jsonl").write_text('{"generation": 5}\n')
+    starts = [1, 2]
+    notes = truncate_records(tmp_path, keep={
+        "members.csv": lambda x: int(x["generation"]) < starts[int(x["member"])],
+        "generations.csv": lambda x: int(x["generation"]) < min(starts),
+    })
+    assert rows(tmp_path / "members.csv") == [{"generation": "0", "member": "0", "score": "1"},
+                                              {"generation": "0", "member": "1", "score": "2"},
+                                              {"generation": "1", "member": "1", "score": "4"}]
+    assert (tmp_path / "generations.csv").read_text() == "generation,best\n0,2\n"
+    assert (tmp_path / "checkpoints.jsonl").read_text() == '{"generation": 5}\n'  # no rule: untouched
+    assert (tmp_path / "members.csv.damaged").read_text() == "7,9,6\n"  # member 9 does not exist: damage
+    assert notes == ["1 damaged line(s) in the middle of members.csv (not a kill mid-write) were kept in "
+                     "members.csv.damaged"]
+
+
+def test_truncate_records_repairs_a_torn_header(tmp_path: Path) -> None:
+    (tmp_path / "generations.csv").write_text("generation,be")
+    assert truncate_records(tmp_path, keep_below=0) == ["dropped 1 incomplete line(s) of generations.csv "
+                                                        "(a kill mid-write)"]
+    assert (tmp_path / "generations.csv").read_text() == ""  # TableWriter writes a whole header into it
 
 
 @pytest.mark.mpi
