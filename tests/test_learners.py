@@ -12,9 +12,9 @@ import pytest
 import torch
 from stable_baselines3.common.utils import LinearSchedule
 
-from evo import checkpoint as ckpt
 from evo.config import CommonConfig, PBTConfig
-from evo.core.space import HPARAMS, default_space
+from evo.core.algos import algo_spec
+from evo.core.space import default_space
 from evo.learners import (
     LEARNERS,
     A2CLearner,
@@ -23,9 +23,10 @@ from evo.learners import (
     PPOLearner,
     SACLearner,
     TD3Learner,
+    make_learner,
     planned_env_steps,
 )
-from evo.member import Member
+from evo.loop import checkpoints as ckpt
 
 torch.set_num_threads(1)
 
@@ -46,7 +47,7 @@ def make(algo: str, norm: bool = False, index: int = 0, cfg: CommonConfig | None
     base = dict(OFF_SMALL if algo in OFF else SMALL)
     if algo == "ppo":
         base["batch_size"] = 16
-    return Member(cfg or cfg_for(algo, norm), {**base, **hp}, index=index)
+    return make_learner(cfg or cfg_for(algo, norm), {**base, **hp}, index=index)
 
 
 def bits(a: np.ndarray) -> np.ndarray:
@@ -81,8 +82,8 @@ def same_state(a: Learner, b: Learner) -> None:
 @pytest.mark.parametrize("algo", ALL)
 def test_member_builds_the_adapter_of_the_algorithm(algo: str) -> None:
     m = make(algo)
-    assert type(m) is LEARNERS[algo] and isinstance(m, Member) and m.algo == algo
-    assert set(m.hparams) >= set(HPARAMS[algo])  # every live hyperparameter has a value from the start
+    assert type(m) is LEARNERS[algo] and isinstance(m, Learner) and m.algo == algo
+    assert set(m.hparams) >= set(algo_spec(algo).live)  # every live hyperparameter has a value from the start
     m.close()
 
 
@@ -90,7 +91,7 @@ def test_factory_rejects_foreign_hyperparameters() -> None:
     from evo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="clip_range"):
-        Member(cfg_for("sac"), {"clip_range": 0.2})
+        make_learner(cfg_for("sac"), {"clip_range": 0.2})
     m = make("dqn")
     with pytest.raises(KeyError):
         m.apply_hparams({"gae_lambda": 0.9})
@@ -107,7 +108,7 @@ def test_every_live_hyperparameter_is_applied_and_read_back(algo: str) -> None:
     live = m.live_hparams()
     for name, value in hp.items():
         assert live[name] == pytest.approx(value), name
-    assert set(HPARAMS[algo]) <= set(live)
+    assert set(algo_spec(algo).live) <= set(live)
 
 
 # -- flat state: exploits and checkpoints ---------------------------------------------------------
@@ -141,7 +142,7 @@ def test_checkpoint_round_trip_is_bit_exact_and_resumes_exactly(algo: str, tmp_p
     a = make(algo, norm=True)
     a.reseed(0)
     a.train(GEN)
-    ckpt.write_member(tmp_path / "c", a)
+    ckpt.write_member(tmp_path / "c", a, 1, {}, {})
     (tmp_path / "replay").write_bytes(a.replay_state() or b"")
     b = make(algo, norm=True)
     ckpt.load_member(tmp_path / "c", b)
@@ -479,4 +480,6 @@ def test_members_default_to_the_cpu() -> None:
 
 
 def test_adapter_classes() -> None:
-    assert {cls.algo for cls in (PPOLearner, A2CLearner, SACLearner, TD3Learner, DQNLearner)} == set(LEARNERS)
+    classes = (PPOLearner, A2CLearner, SACLearner, TD3Learner, DQNLearner)
+    assert {cls.spec.name for cls in classes} == set(LEARNERS) == {"ppo", "a2c", "sac", "td3", "dqn"}
+    assert all(LEARNERS[cls.spec.name] is cls and algo_spec(cls.spec.name) is cls.spec for cls in classes)

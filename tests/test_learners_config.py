@@ -7,11 +7,8 @@ import numpy as np
 import pytest
 
 from evo.config import BaselineConfig, CommonConfig, PBTConfig
+from evo.core.algos import algo_names, algo_spec
 from evo.core.space import (
-    ALGOS,
-    HPARAMS,
-    ON_POLICY,
-    SETTINGS,
     check_batch_size,
     coerce_value,
     default_space,
@@ -19,7 +16,9 @@ from evo.core.space import (
     parse_space,
 )
 from evo.errors import ConfigError
-from evo.hparam_sets import RUN_KEYS, ZOO_SETS, default_set_name, load_sets, split_set
+from evo.hparam_sets import RUN_KEYS, default_set_name, load_sets, split_set
+
+ALGOS = ("ppo", "a2c", "sac", "td3", "dqn")
 
 
 def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
@@ -72,7 +71,7 @@ def test_new_flags_reach_the_command_line() -> None:
 def test_default_spaces_hold_only_the_algorithms_own_hyperparameters(algo: str) -> None:
     space = default_space(256, algo)
     space.validate()
-    assert set(space.names) <= set(HPARAMS[algo])
+    assert set(space.names) <= set(algo_spec(algo).live)
     hp = space.sample(np.random.default_rng(0))
     for name, value in hp.items():
         assert coerce_value(algo, name, value) == value
@@ -105,8 +104,8 @@ train_freq: {low: 1, high: 8, scale: log, type: int}
     check_batch_size(space, 1, "sac")  # off-policy: any size, no divisibility
     with pytest.raises(ConfigError, match="does not divide"):
         check_batch_size(parse_space("batch_size: {choices: [100]}\n", 256, "x", "ppo"), 256, "ppo")
-    with pytest.raises(ConfigError, match="batch_size must be a whole number"):
-        check_batch_size(parse_space("batch_size: 0.5\n", 1, "x", "dqn"), 1, "dqn")
+    with pytest.raises(ConfigError, match=r"batch_size 0\.5 is outside its domain integers in \[1, inf\)"):
+        parse_space("batch_size: 0.5\n", 1, "x", "dqn")
     with pytest.raises(ConfigError, match="'auto'"):
         parse_space("ent_coef: automatic\n", 1, "x", "sac")
     with pytest.raises(ConfigError, match="net_arch"):
@@ -119,7 +118,8 @@ def test_generation_unit() -> None:
     assert generation_unit("ppo", 128, 4) == 512 and generation_unit("a2c", 5, 8) == 40
     for algo in ("sac", "td3", "dqn"):
         assert generation_unit(algo, 128, 4) == 4
-    assert set(ON_POLICY) == {"ppo", "a2c"}
+    assert {a for a in algo_names() if algo_spec(a).on_policy} == {"ppo", "a2c"}
+    assert algo_names()[:5] == ALGOS  # registration order: the order --algo lists them in
 
 
 def test_every_shipped_set_splits_for_its_algorithm() -> None:
@@ -128,11 +128,16 @@ def test_every_shipped_set_splits_for_its_algorithm() -> None:
         algo = values.get("algo", "ppo")
         rollout = int(values.get("n_steps", 256)) * int(values.get("n_envs", 4))
         hp, run = split_set(values, rollout, algo)
-        assert set(run) <= set(RUN_KEYS) and set(hp) <= set(HPARAMS[algo]) | set(SETTINGS[algo]), name
-    for (algo, env), name in ZOO_SETS.items():
-        assert sets[name].get("algo", "ppo") == algo
-        if algo != "ppo":  # PPO's auto keeps its old choices (baseline3 on Pendulum-v1)
+        assert set(run) <= set(RUN_KEYS) and set(hp) <= set(algo_spec(algo).names), name
+    for algo in ALGOS:
+        spec = algo_spec(algo)
+        assert {sets[n]["algo"] for n in spec.sets} == {algo}
+        for env, name in spec.auto_sets.items():
             assert default_set_name(algo, env, False) == name
+    zoo = {n: s["algo"] for n, s in sets.items() if n.startswith("zoo-")}
+    assert zoo == {"zoo-ppo-pendulum": "ppo", "zoo-a2c-cartpole": "a2c", "zoo-a2c-pendulum": "a2c",
+                   "zoo-dqn-cartpole": "dqn", "zoo-sac-pendulum": "sac", "zoo-td3-pendulum": "td3"}
+    assert default_set_name("ppo", "CartPole-v1", False) == "cartpole"
     assert sets["baseline"]["normalize_reward"] is True  # the Procgen paper normalises rewards
     assert default_set_name("ppo", "bigfish", True) == "baseline"
     assert default_set_name("ppo", "Pendulum-v1", False) == "baseline3"

@@ -54,7 +54,7 @@ def test_pbt_runs_every_learner(algo: str, strategy: str, ranks: int, tmp_path: 
     assert len(rows) == 2 * ranks and all(int(r["env_steps"]) == 64 * (int(r["generation"]) + 1) for r in rows)
     assert OWN[algo] in rows[0] and "hp_clip_range" not in rows[0]
     gens = read_rows(run / "generations.csv")
-    assert len(gens) == 2 and sum(int(g["n_exploits"]) for g in gens) >= 2
+    assert len(gens) == 2 and int(gens[0]["n_exploits"]) >= 1  # the last generation ends with its evaluation
     import stable_baselines3
 
     model = getattr(stable_baselines3, algo.upper()).load(run / "best_model.zip", device="cpu")

@@ -6,25 +6,25 @@ import numpy as np
 import pytest
 import torch
 
-from evo import checkpoint as ckpt
 from evo.config import CommonConfig
-from evo.member import Member
+from evo.learners import Learner, make_learner
+from evo.loop import checkpoints as ckpt
 
 ROLLOUT = 2 * 64
 
 
-def make(hp: dict | None = None, index: int = 0, tmp_path=None) -> Member:
+def make(hp: dict | None = None, index: int = 0, tmp_path=None) -> Learner:
     cfg = CommonConfig(env_id="CartPole-v1", n_envs=2, n_steps=64, eval_episodes=2,
                        log_dir=str(tmp_path or "logs"), exp_name="t")
     base = {"learning_rate": 3e-4, "batch_size": 64, "n_epochs": 2}
-    return Member(cfg, {**base, **(hp or {})}, index=index)
+    return make_learner(cfg, {**base, **(hp or {})}, index=index)
 
 
-def logged(m: Member) -> dict[str, float]:
+def logged(m: Learner) -> dict[str, float]:
     return {k.split("/", 1)[1]: float(v) for k, v in m.model.logger.name_to_value.items() if k.startswith("train/")}
 
 
-def adam_steps(m: Member) -> float:
+def adam_steps(m: Learner) -> float:
     opt = m.model.policy.optimizer
     return float(opt.state[next(iter(m.model.policy.parameters()))]["step"])
 
@@ -63,7 +63,7 @@ def test_n_epochs_and_batch_size_change_the_number_of_gradient_steps() -> None:
     assert logged(m)["n_updates"] == 2 + 3
 
 
-def _snapshot_gae(m: Member) -> dict[str, np.ndarray]:
+def _snapshot_gae(m: Learner) -> dict[str, np.ndarray]:
     """Keep a copy of the buffer right after SB3 computes advantages (train() flattens it later)."""
     buf = m.model.rollout_buffer
     snap: dict[str, np.ndarray] = {}
@@ -218,7 +218,7 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path) -> None:
     a = make(tmp_path=tmp_path)
     a.train(ROLLOUT)
     a.apply_hparams({"learning_rate": 7e-4, "n_epochs": 3})
-    size, seconds = ckpt.write_member(tmp_path / "c", a)
+    size, seconds = ckpt.write_member(tmp_path / "c", a, 1, {}, {})
     assert size > 0 and seconds >= 0
     b = make(index=0, tmp_path=tmp_path)
     ckpt.load_member(tmp_path / "c", b)

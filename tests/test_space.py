@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
+from evo.core.algos import algo_spec
 from evo.core.space import (
-    SEARCHABLE,
     ExploreSettings,
     Param,
     Space,
@@ -79,7 +79,7 @@ def assert_one_line_config_error(exc: pytest.ExceptionInfo[ConfigError], *needle
 def test_default_space_is_valid_and_searchable() -> None:
     space = default_space()
     space.validate()
-    assert set(space.params) <= set(SEARCHABLE)
+    assert set(space.params) <= set(algo_spec("ppo").live)
     assert space.constants == {}
     for p in space.params.values():
         assert not p.fixed, p.name
@@ -629,8 +629,8 @@ BAD_MAPPINGS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({"clip_range": {"init": [0.01, 0.2]}}, ("clip_range", "outside")),
     ({"clip_range": {"init": [0.3, 0.2]}}, ("clip_range",)),
     ({"learning_rate": {"init": 1e-1}}, ("learning_rate", "outside")),
-    ({"learning_rate": {"low": 0, "high": 0.1}}, ("learning_rate", "log")),
-    ({"learning_rate": {"low": -1e-3, "high": 0.1}}, ("learning_rate", "log")),
+    ({"learning_rate": {"low": 0, "high": 0.1}}, ("learning_rate", "low 0 is outside its domain (0, inf)")),
+    ({"learning_rate": {"low": -1e-3, "high": 0.1}}, ("learning_rate", "domain")),
     ({"clip_range": {"scale": "log", "low": 0.0}}, ("clip_range", "log")),
     ({"clip_range": {"lo": 0.1}}, ("clip_range", "lo")),
     ({"gamma": {"low": 0.9, "hi": 0.99}}, ("gamma", "hi")),

@@ -1,36 +1,31 @@
 """Population members: one adapter per stable-baselines3 algorithm behind one interface.
 
-``Learner(cfg, hparams, index=i)`` (the loop spells it ``evo.member.Member``) returns the adapter for
-``cfg.algo``. Adding an algorithm (an sb3-contrib one, say) is one module here with a
-:class:`~evo.learners.base.Learner` subclass (on- or off-policy base), registered in ``LEARNERS``,
-plus its names and default space in :mod:`evo.core.space`.
+``make_learner(cfg, hparams, index=i)`` builds the adapter registered for ``cfg.algo``.
+
+Adding an algorithm (an sb3-contrib one, say) is one module here: an :class:`~evo.core.algos.AlgoSpec`
+(names, domains, SB3's defaults, default search space, named sets), a
+:class:`~evo.learners.base.Learner` subclass (on- or off-policy base) with ``spec``, ``sb3_class``,
+``_build`` and ``_apply``/``live_hparams`` for its own hyperparameters, and the line
+``register(MyLearner)``; plus its import below, so that it registers with the built-in ones.
 """
 
 from __future__ import annotations
 
-from evo.errors import ConfigError
+# Each module registers its algorithm on import; this order is the order --algo lists them in.
+from evo.learners import ppo, a2c, sac, td3, dqn  # noqa: F401  # isort: skip
 from evo.learners.a2c import A2CLearner
-from evo.learners.base import ExtraField, Learner, TrainStats, planned_env_steps
+from evo.learners.base import Learner
 from evo.learners.device import check_device_spec, resolve_device
 from evo.learners.dqn import DQNLearner
+from evo.learners.flat import ExtraField
 from evo.learners.offpolicy import OffPolicyLearner
 from evo.learners.onpolicy import OnPolicyLearner
-from evo.learners.ppo import PPO_DEFAULTS, PPOLearner
+from evo.learners.ppo import PPOLearner
+from evo.learners.registry import LEARNERS, learner_class, make_learner, register, unregister
 from evo.learners.sac import SACLearner
 from evo.learners.td3 import TD3Learner
+from evo.learners.training import TrainStats, planned_env_steps
 
-LEARNERS: dict[str, type[Learner]] = {
-    cls.algo: cls for cls in (PPOLearner, A2CLearner, SACLearner, TD3Learner, DQNLearner)
-}
-
-
-def learner_class(algo: str) -> type[Learner]:
-    try:
-        return LEARNERS[algo]
-    except KeyError:
-        raise ConfigError(f"unknown --algo {algo!r} (known: {', '.join(LEARNERS)})") from None
-
-
-__all__ = ["LEARNERS", "PPO_DEFAULTS", "A2CLearner", "DQNLearner", "ExtraField", "Learner", "OffPolicyLearner",
-           "OnPolicyLearner", "PPOLearner", "SACLearner", "TD3Learner", "TrainStats", "check_device_spec",
-           "learner_class", "planned_env_steps", "resolve_device"]
+__all__ = ["LEARNERS", "A2CLearner", "DQNLearner", "ExtraField", "Learner", "OffPolicyLearner", "OnPolicyLearner",
+           "PPOLearner", "SACLearner", "TD3Learner", "TrainStats", "check_device_spec", "learner_class",
+           "make_learner", "planned_env_steps", "register", "resolve_device", "unregister"]

@@ -6,28 +6,22 @@ so that SB3's next ``train()`` really uses them, and saves/restores itself for c
 
 What the algorithm-specific adapters (one module each) provide:
 
+* ``spec`` (an :class:`~evo.core.algos.AlgoSpec`: names, domains, defaults, search space, sets) and
+  ``sb3_class``;
 * ``_build(policy, policy_kwargs, hp)``: the SB3 model;
 * ``_apply(name, value)`` / ``live_hparams()``: setting and reading back live hyperparameters;
 * ``_optimizers()``, ``_extra_weights()``, ``_extra_fields()``, ``_clock()``: what the flat state
   and a checkpoint hold besides the policy's own tensors;
 * ``_learn(steps, callback)``: one generation of training.
 
-The flat state (what an exploit moves), in this order:
-
-1. weights: every parameter and floating-point buffer of ``model.policy`` (target networks
-   included, as SB3 keeps them inside the policy), plus tensors outside it (SAC's ``log_ent_coef``);
-2. optimizer state: per optimizer, each of its per-parameter moment buffers (Adam: ``exp_avg``,
-   ``exp_avg_sq``; RMSprop: ``square_avg``...), then its per-parameter step counts;
-3. float64 values, each stored as two float32 words (bit patterns, not values): ``n_updates``,
-   algorithm counters and schedules (DQN's exploration rate and progress), integer buffers, and the
-   VecNormalize statistics (obs_rms and ret_rms mean, var, count) when ``--normalize-obs`` /
-   ``--normalize-reward`` is on.
-
-It never holds the replay buffer (large; and off-policy data stays valid for the receiver, which
+The flat state (what an exploit moves; layout in :mod:`evo.learners.flat`): weights, optimizer state,
+and float64 values (``n_updates``, algorithm counters and schedules such as DQN's exploration rate,
+integer buffers, and the VecNormalize statistics when ``--normalize-obs`` / ``--normalize-reward`` is
+on). It never holds the replay buffer (large; and off-policy data stays valid for the receiver, which
 keeps learning from its own experience with the donor's networks), nor the env's state (the
 receiver's episodes continue: VecNormalize's per-env discounted ``returns`` belong to them).
-Buffers are always CPU float32 (``pack``/``unpack`` copy to/from the device), so members on
-different devices exchange bit-exactly.
+
+Build one with :func:`evo.learners.make_learner` (the adapter registered for ``cfg.algo``).
 """
 
 from __future__ import annotations
@@ -35,10 +29,9 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,164 +39,68 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import FloatSchedule, set_random_seed, update_learning_rate
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize, VecTransposeImage
+from stable_baselines3.common.vec_env import VecNormalize
 
-from evo.config import CommonConfig
 from evo.core import seeds
-from evo.core.space import SETTINGS, HParams, coerce_value, known_names
-from evo.envs import env_snapshot, make_vec_env, restore_env_snapshot
+from evo.core.algos import AlgoSpec
+from evo.core.params import HParams
+from evo.envs import env_snapshot, restore_env_snapshot
 from evo.errors import CheckpointError, ConfigError
 from evo.learners.device import resolve_device
+from evo.learners.envs import build_envs
+from evo.learners.flat import ExtraField, FlatState, int_buffer_field, rms_fields
+from evo.learners.training import GenerationCallback, TrainStats
+
+if TYPE_CHECKING:
+    from evo.config import CommonConfig
 
 _MISSING = object()
-
-
-@dataclass
-class TrainStats:
-    """What one generation of training did."""
-
-    seconds: float = 0.0
-    rollout_seconds: float = 0.0
-    episodes: list[tuple[int, float, int]] = field(default_factory=list)
-    """(env step, return, length) of every episode that ended during training."""
-    losses: dict[str, float] = field(default_factory=dict)
-    stopped: bool = False
-    """Training was cut short by a stop request (preemption)."""
-
-    @property
-    def learn_seconds(self) -> float:
-        return max(self.seconds - self.rollout_seconds, 0.0)
-
-
-class _GenerationCallback(BaseCallback):
-    """Times rollouts, collects finished episodes, and stops early on request."""
-
-    def __init__(self, stats: TrainStats, should_stop: Any = None) -> None:
-        super().__init__()
-        self.stats = stats
-        self.should_stop = should_stop
-        self._t_rollout = 0.0
-
-    def _on_rollout_start(self) -> None:
-        self._t_rollout = time.perf_counter()
-
-    def _on_rollout_end(self) -> None:
-        self.stats.rollout_seconds += time.perf_counter() - self._t_rollout
-
-    def _on_step(self) -> bool:
-        for info in self.locals.get("infos", ()):
-            ep = info.get("episode")
-            if ep is not None:
-                self.stats.episodes.append((int(self.num_timesteps), float(ep["r"]), int(ep["l"])))
-        if self.should_stop is not None and self.should_stop():
-            self.stats.stopped = True
-            return False
-        return True
-
-
-@dataclass(frozen=True)
-class ExtraField:
-    """A float64 part of the flat state: ``size`` values read by ``get`` and written by ``set``."""
-
-    name: str
-    size: int
-    get: Callable[[], np.ndarray]
-    set: Callable[[np.ndarray], None]
-
-
-def _optimizer_slots(opt: torch.optim.Optimizer) -> tuple[str, ...]:
-    """The per-parameter state buffers ``opt`` keeps besides its step count."""
-    per_group = []
-    for g in opt.param_groups:
-        if isinstance(opt, torch.optim.Adam | torch.optim.AdamW):
-            slots: tuple[str, ...] = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if g.get("amsgrad") else ()))
-        elif isinstance(opt, torch.optim.RMSprop):
-            slots = ("square_avg", *(("momentum_buffer",) if g.get("momentum", 0) > 0 else ()),
-                     *(("grad_avg",) if g.get("centered") else ()))
-        else:
-            raise NotImplementedError(f"evo cannot move the state of a {type(opt).__name__} optimizer")
-        per_group.append(slots)
-    if len(set(per_group)) > 1:
-        raise NotImplementedError(f"{type(opt).__name__}: parameter groups with different state buffers")
-    return per_group[0] if per_group else ()
-
-
-def planned_env_steps(cfg: Any, default: int = 1_000_000) -> int:
-    """Env steps a member trains in its whole run (generations x steps per generation), the horizon
-    of schedules such as DQN's exploration; ``default`` when the config does not say."""
-    generations = int(getattr(cfg, "generations", 0) or 0)
-    per_generation = int(getattr(cfg, "steps_per_generation", 0) or 0)
-    if generations > 0 and per_generation > 0:
-        return generations * per_generation
-    total = int(getattr(cfg, "num_timesteps", 0) or 0)
-    return total if total > 0 else default
 
 
 class Learner:
     """One population member: an SB3 model plus its training, evaluation and held-out-level envs.
 
-    ``Learner(cfg, hparams, index=i)`` (also spelled ``evo.member.Member(...)``) builds the adapter
-    for ``cfg.algo``: the base class dispatches to the registered subclass.
+    An adapter subclass per algorithm sets ``spec`` and ``sb3_class`` and registers itself
+    (:func:`evo.learners.registry.register`); :func:`evo.learners.make_learner` builds the one of
+    ``cfg.algo``.
     """
 
-    algo: ClassVar[str] = ""
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
-    """SB3's constructor defaults of every live hyperparameter of the algorithm."""
-    SETTING_DEFAULTS: ClassVar[dict[str, Any]] = {}
-    """Settings (fixed at build) with the value SB3 uses when a set does not give them."""
+    spec: ClassVar[AlgoSpec]
+    """What the algorithm is (names, domains, SB3's defaults, default search space, named sets)."""
+    sb3_class: ClassVar[type[BaseAlgorithm]]
+    """The stable-baselines3 class it trains (and that loads its saved models)."""
 
     model: BaseAlgorithm
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Learner:
-        if cls is Learner:  # the factory: Learner(cfg, hparams, index=...) builds cfg.algo's adapter
-            from evo.learners import learner_class
-
-            cfg = args[0] if args else kwargs["cfg"]
-            cls = learner_class(str(getattr(cfg, "algo", "ppo")))
-        return super().__new__(cls)
 
     def __init__(self, cfg: CommonConfig, hparams: Mapping[str, Any], index: int = 0,
                  local_rank: int | None = None) -> None:
         from evo.policies import init_conv_xavier, resolve_policy
 
+        if not hasattr(self, "spec"):
+            raise TypeError(f"{type(self).__name__} has no spec: build a member with "
+                            f"evo.learners.make_learner(cfg, hparams, index)")
         self.cfg = cfg
         self.index = index
         self.seed = cfg.seed + index
-        spec = str(getattr(cfg, "device", "cpu"))
-        gpus = torch.cuda.device_count() if spec != "cpu" else 0
-        self.device = resolve_device(spec, index if local_rank is None else local_rank, gpus)
-        unknown = [k for k in hparams if k not in known_names(self.algo)]
+        device = str(getattr(cfg, "device", "cpu"))
+        gpus = torch.cuda.device_count() if device != "cpu" else 0
+        self.device = resolve_device(device, index if local_rank is None else local_rank, gpus)
+        domains = self.spec.domains
+        unknown = [k for k in hparams if k not in domains]
         if unknown:
             raise ConfigError(f"hyperparameter(s) {unknown} do not belong to --algo {self.algo}")
-        hp: dict[str, Any] = {**self.DEFAULTS, **{k: coerce_value(self.algo, k, v) for k, v in hparams.items()}}
+        hp: dict[str, Any] = {**self.spec.defaults, **{k: domains[k].coerce(k, v) for k, v in hparams.items()}}
 
-        env_spec = cfg.env_spec()
-        self.raw_env: VecEnv = make_vec_env(env_spec, cfg.n_envs, seed=self.seed)
-        norm_obs = bool(getattr(cfg, "normalize_obs", False))
-        norm_reward = bool(getattr(cfg, "normalize_reward", False))
-        self.vecnorm: VecNormalize | None = None
-        if norm_obs or norm_reward:
-            inner = self.raw_env
-            space = inner.observation_space
-            if is_image_space(space) and not is_image_space_channels_first(space):  # type: ignore[arg-type]
-                # SB3 would put its transposing wrapper outside VecNormalize, whose raw observations
-                # (stored by off-policy algorithms) would then keep the wrong layout
-                inner = VecTransposeImage(inner)
-            self.vecnorm = VecNormalize(inner, training=True, norm_obs=norm_obs, norm_reward=norm_reward,
-                                        gamma=float(hp.get("gamma", 0.99)))
-        self.env: VecEnv = self.vecnorm if self.vecnorm is not None else self.raw_env
-        n_eval = max(1, min(cfg.n_envs, cfg.eval_episodes))
-        self.eval_env: VecEnv = self._frozen(make_vec_env(env_spec, n_eval, seed=seeds.env_seed(cfg.seed, index, 1)))
-        self.test_env: VecEnv | None = None
-        if cfg.eval_test_levels:
-            self.test_env = self._frozen(make_vec_env(env_spec, n_eval, seed=seeds.env_seed(cfg.seed, index, 2),
-                                                      test_levels=True))
+        envs = build_envs(cfg, index, self.seed, float(hp.get("gamma", 0.99)))
+        self.raw_env, self.vecnorm, self.env = envs.raw, envs.vecnorm, envs.train
+        self.eval_env, self.test_env = envs.evaluation, envs.test
 
         image = is_image_space(self.raw_env.observation_space)
-        policy, policy_kwargs = resolve_policy(cfg.policy, image, self.algo)
-        self._built_settings = {**self.SETTING_DEFAULTS, **{k: v for k, v in hp.items() if k in SETTINGS[self.algo]}}
+        policy, policy_kwargs = resolve_policy(cfg.policy, self.raw_env.observation_space, self.algo)
+        settings = {k: v for k, v in hp.items() if k in self.spec.settings}
+        self._built_settings = {**self.spec.setting_defaults, **settings}
         for key in ("net_arch", "ortho_init", "log_std_init"):
             if self._built_settings.get(key) is not None:
                 policy_kwargs[key] = self._built_settings[key]
@@ -214,15 +111,16 @@ class Learner:
         self.hparams: HParams = {}
         self.apply_hparams(hp)
 
-        self._weights = self._unique([*self.model.policy.parameters(),
-                                      *(b for b in self.model.policy.buffers() if b.is_floating_point()),
-                                      *self._extra_weights()])
-        self.num_params = sum(t.numel() for t in self._weights)
-        self._opt_layout = [(opt, [p for g in opt.param_groups for p in g["params"]], _optimizer_slots(opt))
-                            for opt in self._optimizers()]
-        self._fields = self._all_fields()
-        self._n_extras = sum(f.size for f in self._fields)
+        policy_net = self.model.policy
+        self._flat = FlatState([*policy_net.parameters(), *(b for b in policy_net.buffers() if b.is_floating_point()),
+                                *self._extra_weights()], self._optimizers(), self._all_fields())
+        self.num_params = self._flat.num_params
         self.failed = False
+
+    @property
+    def algo(self) -> str:
+        """The ``--algo`` name of this learner."""
+        return self.spec.name
 
     # -- adapter hooks ------------------------------------------------------------------------
     def _build(self, policy: Any, policy_kwargs: dict[str, Any], hp: Mapping[str, Any]) -> BaseAlgorithm:
@@ -277,14 +175,15 @@ class Learner:
         the model was built with. SB3 builds schedules once and caches some values elsewhere (the
         rollout buffer's gamma, the optimizers' learning rate...): the adapters set every copy.
         """
+        domains = self.spec.domains
         for name, raw in hparams.items():
-            if name not in known_names(self.algo):
+            if name not in domains:
                 raise KeyError(f"unknown hyperparameter {name!r} for --algo {self.algo}")
             try:
-                value = coerce_value(self.algo, name, raw)
+                value = domains[name].coerce(name, raw)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
-            if name in SETTINGS[self.algo]:
+            if name in self.spec.settings:
                 built = self._built_settings.get(name, _MISSING)
                 if built != value:
                     raise ValueError(f"{name} is fixed when the model is built ({built!r}), cannot become {value!r}")
@@ -313,7 +212,7 @@ class Learner:
     def train(self, steps: int, should_stop: Any = None) -> TrainStats:
         """Train for ``steps`` more env steps (counters and schedules continue)."""
         stats = TrainStats()
-        cb = _GenerationCallback(stats, should_stop)
+        cb = GenerationCallback(stats, should_stop)
         logger = self.model.logger
         for d in (logger.name_to_value, logger.name_to_count, logger.name_to_excluded):
             d.clear()  # losses of this generation only
@@ -327,7 +226,7 @@ class Learner:
         return stats
 
     def weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(t).all()) for t in self._weights)
+        return self._flat.finite()
 
     def evaluate(self, n_episodes: int, deterministic: bool, seed: int, test_levels: bool = False) -> float:
         """Mean raw return over ``n_episodes`` on the evaluation (or held-out) env; NaN if failed.
@@ -347,13 +246,6 @@ class Learner:
         returns, _ = evaluate_policy(self.model, env, n_eval_episodes=n_episodes,
                                      deterministic=deterministic, return_episode_rewards=True, warn=False)
         return float(np.mean(returns))
-
-    def _frozen(self, venv: VecEnv) -> VecEnv:
-        """An evaluation env: observations normalised with frozen statistics when training
-        normalises them, raw rewards always."""
-        if self.vecnorm is None or not self.vecnorm.norm_obs:
-            return venv
-        return VecNormalize(venv, training=False, norm_obs=True, norm_reward=False)
 
     # -- env state (continuing episodes across a checkpoint) --------------------------------
     def env_state(self) -> bytes | None:
@@ -400,150 +292,35 @@ class Learner:
         """Restore :meth:`replay_state` (``None``: keep the buffer as it is)."""
 
     # -- flat state -------------------------------------------------------------------------
-    @staticmethod
-    def _unique(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        seen: set[int] = set()
-        out = []
-        for t in tensors:
-            if id(t) not in seen:
-                seen.add(id(t))
-                out.append(t)
-        return out
-
     def _all_fields(self) -> list[ExtraField]:
         m = self.model
         fields = [ExtraField("n_updates", 1, lambda: np.array([m._n_updates], np.float64),
                              lambda a: setattr(m, "_n_updates", int(a[0])))]
         fields += self._extra_fields()
         for i, b in enumerate(t for t in m.policy.buffers() if not t.is_floating_point()):
-            fields.append(ExtraField(f"int_buffer_{i}", b.numel(), *self._int_buffer_access(b)))
+            fields.append(int_buffer_field(f"int_buffer_{i}", b))
         v = self.vecnorm
         if v is not None:
             if v.norm_obs:
                 if isinstance(v.obs_rms, dict):
                     raise NotImplementedError("--normalize-obs with Dict observations")
-                fields += self._rms_fields("obs_rms", lambda: v.obs_rms)
+                fields += rms_fields("obs_rms", lambda: v.obs_rms)
             if v.norm_reward:
-                fields += self._rms_fields("ret_rms", lambda: v.ret_rms)
+                fields += rms_fields("ret_rms", lambda: v.ret_rms)
         return fields
-
-    @staticmethod
-    def _int_buffer_access(b: torch.Tensor) -> tuple[Callable[[], np.ndarray], Callable[[np.ndarray], None]]:
-        def get() -> np.ndarray:
-            return b.detach().cpu().reshape(-1).numpy().astype(np.float64)
-
-        def put(a: np.ndarray) -> None:
-            with torch.no_grad():
-                b.copy_(torch.from_numpy(a.astype(np.int64)).view_as(b))
-
-        return get, put
-
-    @staticmethod
-    def _rms_fields(name: str, rms: Callable[[], Any]) -> list[ExtraField]:
-        shape = tuple(np.shape(rms().mean))
-        size = int(np.prod(shape)) if shape else 1
-
-        def put(attr: str) -> Callable[[np.ndarray], None]:
-            return lambda a: setattr(rms(), attr, a.reshape(shape).copy())
-
-        return [
-            ExtraField(f"{name}.mean", size, lambda: np.asarray(rms().mean, np.float64).reshape(-1), put("mean")),
-            ExtraField(f"{name}.var", size, lambda: np.asarray(rms().var, np.float64).reshape(-1), put("var")),
-            ExtraField(f"{name}.count", 1, lambda: np.array([rms().count], np.float64),
-                       lambda a: setattr(rms(), "count", float(a[0]))),
-        ]
-
-    def _extras(self) -> np.ndarray:
-        if not self._fields:
-            return np.zeros(0, np.float64)
-        return np.concatenate([np.asarray(f.get(), np.float64).reshape(-1) for f in self._fields])
-
-    def _set_extras(self, values: np.ndarray) -> None:
-        pos = 0
-        for f in self._fields:
-            f.set(values[pos:pos + f.size].copy())
-            pos += f.size
-
-    def _opt_states(self, opt: torch.optim.Optimizer, params: list[torch.Tensor],
-                    slots: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Each parameter's optimizer state, created as the optimizer's first step would (zeros,
-        step 0) where it does not exist yet, so every member has the same layout from the start."""
-        group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
-        states = []
-        for p in params:
-            st = opt.state[p]
-            if not st:
-                g = group_of[id(p)]
-                dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-                if g.get("capturable") or g.get("fused"):
-                    st["step"] = torch.zeros((), dtype=torch.float32 if g.get("fused") else dtype, device=p.device)
-                else:
-                    st["step"] = torch.tensor(0.0, dtype=dtype)
-                for slot in slots:
-                    st[slot] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            states.append(st)
-        return states
 
     @property
     def flat_size(self) -> int:
-        """float32 elements of the flat state (see the module docstring for its layout)."""
-        n = self.num_params + 2 * self._n_extras
-        for _, params, slots in self._opt_layout:
-            n += sum(p.numel() for p in params) * len(slots) + len(params)
-        return n
+        """float32 elements of the flat state (layout: :mod:`evo.learners.flat`)."""
+        return self._flat.size
 
     def pack(self, out: np.ndarray | None = None) -> np.ndarray:
         """The flat state into one contiguous CPU float32 buffer (no pickling)."""
-        if out is None:
-            out = np.empty(self.flat_size, dtype=np.float32)
-        assert out.dtype == np.float32 and out.size == self.flat_size
-        pos = 0
-
-        def put(t: torch.Tensor) -> None:
-            nonlocal pos
-            n = t.numel()
-            out[pos:pos + n] = t.detach().reshape(-1).cpu().numpy()
-            pos += n
-
-        with torch.no_grad():
-            for t in self._weights:
-                put(t)
-            for opt, params, slots in self._opt_layout:
-                states = self._opt_states(opt, params, slots)
-                for slot in slots:
-                    for st in states:
-                        put(st[slot])
-                for st in states:
-                    out[pos] = float(st["step"])
-                    pos += 1
-        extras = self._extras()
-        out[pos:pos + 2 * extras.size] = extras.view(np.float32)
-        return out
+        return self._flat.pack(out)
 
     def unpack(self, buf: np.ndarray) -> None:
         """Load the flat state from a buffer made by :meth:`pack` (bit-exact)."""
-        if buf.dtype != np.float32 or buf.size != self.flat_size:
-            raise ValueError(f"flat state has {buf.size} {buf.dtype} values, expected {self.flat_size} float32")
-        pos = 0
-
-        def take(t: torch.Tensor) -> None:
-            nonlocal pos
-            n = t.numel()
-            t.copy_(torch.from_numpy(buf[pos:pos + n]).view_as(t))
-            pos += n
-
-        with torch.no_grad():
-            for t in self._weights:
-                take(t)
-            for opt, params, slots in self._opt_layout:
-                states = self._opt_states(opt, params, slots)
-                for slot in slots:
-                    for st in states:
-                        take(st[slot])
-                for st in states:
-                    st["step"].fill_(float(buf[pos]))
-                    pos += 1
-        self._set_extras(buf[pos:pos + 2 * self._n_extras].copy().view(np.float64))
+        self._flat.unpack(buf)
         self._renormalize_last_obs()
         self.failed = not self.weights_finite()
 
@@ -583,7 +360,7 @@ class Learner:
             "n_updates": int(self.model._n_updates),
             "failed": self.failed,
             "clock": self._clock(),
-            "extras": self._extras().tobytes().hex(),
+            "extras": self._flat.extras().tobytes().hex(),
         }
 
     def load_model_state(self, zip_path: Path, meta: Mapping[str, Any]) -> None:
@@ -607,10 +384,10 @@ class Learner:
         self.model.num_timesteps = int(meta["num_timesteps"])
         if "extras" in meta:
             extras = np.frombuffer(bytes.fromhex(meta["extras"]), dtype=np.float64)
-            if extras.size != self._n_extras:
+            if extras.size != self._flat.n_extras:
                 raise CheckpointError(f"checkpoint {zip_path}: {extras.size} float64 state values, this member "
-                                      f"has {self._n_extras} (different --normalize-* or env?)")
-            self._set_extras(extras.copy())
+                                      f"has {self._flat.n_extras} (different --normalize-* or env?)")
+            self._flat.set_extras(extras.copy())
         self.model._n_updates = int(meta["n_updates"])
         self._set_clock(meta.get("clock") or {})
         self.failed = bool(meta.get("failed", False))

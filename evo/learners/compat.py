@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from evo.core.space import ACTION_SPACES, check_algo
+from evo.core.algos import algo_spec
 from evo.errors import ConfigError
 
 
@@ -37,12 +37,11 @@ def action_space_of(env_id: str) -> tuple[str, str] | None:
 
 def check_algo_env(algo: str, spec: Any) -> None:
     """One-line :class:`ConfigError` when ``algo`` cannot act in the env of ``spec`` (an EnvSpec)."""
-    check_algo(algo)
+    allowed = algo_spec(algo).action_spaces
     found = action_space_of(spec.env_id)
     if found is None:
         return
     kind, text = found
-    allowed = ACTION_SPACES[algo]
     if kind not in allowed:
         need = {"Box": "a continuous (Box)", "Discrete": "a discrete (Discrete)"}
         what = need[allowed[0]] if len(allowed) == 1 else f"one of {', '.join(allowed)}"

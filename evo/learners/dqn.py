@@ -1,4 +1,4 @@
-"""DQN (stable-baselines3) as a population member."""
+"""DQN (stable-baselines3) as a population member: its spec and its adapter."""
 
 from __future__ import annotations
 
@@ -10,9 +10,59 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import LinearSchedule
 
-from evo.core.space import HParams
-from evo.learners.base import ExtraField
-from evo.learners.offpolicy import OffPolicyLearner
+from evo.core.algos import AlgoSpec
+from evo.core.domains import COUNT, DISCOUNT, POSITIVE, PROBABILITY
+from evo.core.params import HParams, Param
+from evo.learners.flat import ExtraField
+from evo.learners.offpolicy import OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
+from evo.learners.registry import register
+
+SETS: dict[str, dict[str, Any]] = {
+    # RL Zoo hyperparams/dqn.yml, CartPole-v1 (net_arch from its policy_kwargs).
+    "zoo-dqn-cartpole": {
+        "n_envs": 1, "learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100000, "learning_starts": 1000,
+        "gamma": 0.99, "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128,
+        "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256], "policy": "MlpPolicy",
+    },
+    # stable-baselines3's DQN defaults (the fallback of `--param-name auto`).
+    "sb3-dqn": {
+        "n_envs": 1, "learning_rate": 1.0e-4, "buffer_size": 1000000, "learning_starts": 100, "batch_size": 32,
+        "tau": 1.0, "gamma": 0.99, "train_freq": 4, "gradient_steps": 1, "target_update_interval": 10000,
+        "exploration_fraction": 0.1, "exploration_initial_eps": 1.0, "exploration_final_eps": 0.05, "policy": "auto",
+    },
+}  # fmt: skip
+
+SPEC = AlgoSpec(
+    name="dqn",
+    on_policy=False,
+    action_spaces=("Discrete",),
+    live=(*OFF_POLICY_LIVE, "target_update_interval", "exploration_fraction", "exploration_initial_eps",
+          "exploration_final_eps", "max_grad_norm"),
+    settings=("net_arch", "buffer_size"),
+    domains={**{k: v for k, v in OFF_POLICY_DOMAINS.items() if k != "action_noise_std"},
+             "target_update_interval": COUNT, "exploration_fraction": DISCOUNT, "exploration_initial_eps": PROBABILITY,
+             "exploration_final_eps": PROBABILITY, "max_grad_norm": POSITIVE},
+    defaults={"learning_rate": 1e-4, "gamma": 0.99, "batch_size": 32, "tau": 1.0, "train_freq": 4,
+              "gradient_steps": 1, "learning_starts": 100, "target_update_interval": 10000,
+              "exploration_fraction": 0.1, "exploration_initial_eps": 1.0, "exploration_final_eps": 0.05,
+              "max_grad_norm": 10.0},
+    setting_defaults={"buffer_size": 1_000_000},
+    # Ranges span the RL Zoo's tuned settings (hyperparams/dqn.yml); initial ranges sit around its values
+    # for CartPole-v1. exploration_fraction > 0: SB3's linear schedule divides by it.
+    space=(
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 3e-3)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
+        Param("batch_size", kind="categorical", choices=(32, 64, 128, 256, 512), init=(64, 128)),
+        Param("train_freq", kind="int", scale="log", low=1, high=256, init=(4, 16)),
+        Param("gradient_steps", kind="int", scale="log", low=1, high=128, init=(1, 4)),
+        Param("target_update_interval", kind="int", scale="log", low=1, high=20000, init=(100, 5000)),
+        Param("exploration_fraction", low=0.01, high=0.5, init=(0.05, 0.2)),
+        Param("exploration_final_eps", low=0.0, high=0.2, init=(0.01, 0.1)),
+    ),
+    sets=SETS,
+    auto_sets={"CartPole-v1": "zoo-dqn-cartpole"},
+    default_set="sb3-dqn",
+)
 
 
 class DQNLearner(OffPolicyLearner):
@@ -23,18 +73,12 @@ class DQNLearner(OffPolicyLearner):
 
     Flat state: q_net, q_net_target, Adam; the exploration rate and progress (float64)."""
 
-    algo = "dqn"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "learning_rate": 1e-4, "gamma": 0.99, "batch_size": 32, "tau": 1.0, "train_freq": 4,
-        "gradient_steps": 1, "learning_starts": 100, "target_update_interval": 10000,
-        "exploration_fraction": 0.1, "exploration_initial_eps": 1.0, "exploration_final_eps": 0.05,
-        "max_grad_norm": 10.0
-    }
-    SETTING_DEFAULTS: ClassVar[dict[str, Any]] = {"buffer_size": 1_000_000}
+    spec: ClassVar[AlgoSpec] = SPEC
+    sb3_class: ClassVar[type[DQN]] = DQN
     model: DQN
 
     def _build(self, policy: Any, policy_kwargs: dict[str, Any], hp: Mapping[str, Any]) -> BaseAlgorithm:
-        return DQN(
+        return self.sb3_class(
             policy, self.env, learning_rate=float(hp["learning_rate"]),
             buffer_size=int(self._built_settings["buffer_size"]), learning_starts=int(hp["learning_starts"]),
             batch_size=int(hp["batch_size"]), tau=float(hp["tau"]), gamma=float(hp["gamma"]),
@@ -90,3 +134,6 @@ class DQNLearner(OffPolicyLearner):
 
     def _sync_targets(self) -> None:
         self.model.q_net_target.load_state_dict(self.model.q_net.state_dict())
+
+
+register(DQNLearner)

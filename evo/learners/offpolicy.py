@@ -23,8 +23,20 @@ from stable_baselines3.common.noise import NormalActionNoise, VectorizedActionNo
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
-from evo.core.space import HParams
-from evo.learners.base import Learner, planned_env_steps
+from evo.core.domains import COUNT, DISCOUNT, LAYERS, NON_NEGATIVE, POSITIVE, STEPS, Domain, integer
+from evo.core.params import HParams
+from evo.learners.base import Learner
+from evo.learners.training import planned_env_steps
+
+OFF_POLICY_LIVE = ("learning_rate", "gamma", "batch_size", "tau", "train_freq", "gradient_steps", "learning_starts")
+"""Live hyperparameters every off-policy adapter handles (:class:`OffPolicyLearner`)."""
+OFF_POLICY_DOMAINS: dict[str, Domain] = {
+    "learning_rate": POSITIVE, "gamma": DISCOUNT, "batch_size": COUNT, "tau": DISCOUNT, "train_freq": COUNT,
+    "gradient_steps": integer(1, extra=(-1,)), "learning_starts": STEPS, "action_noise_std": NON_NEGATIVE,
+    "net_arch": LAYERS, "buffer_size": COUNT,
+}  # fmt: skip
+"""Domains of those names, of ``action_noise_std`` (SAC, TD3) and of the settings ``net_arch`` and
+``buffer_size`` (SB3: ``gradient_steps`` -1 = as many as env steps collected; ``tau`` 1 = hard update)."""
 
 
 class OffPolicyLearner(Learner):
@@ -71,7 +83,7 @@ class OffPolicyLearner(Learner):
             "gradient_steps": int(m.gradient_steps),
             "learning_starts": int(m.learning_starts),
         }
-        if "action_noise_std" in self.DEFAULTS:
+        if "action_noise_std" in self.spec.defaults:
             noise = m.action_noise
             if isinstance(noise, VectorizedActionNoise):
                 noise = noise.base_noise

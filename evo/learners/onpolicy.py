@@ -7,8 +7,20 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from evo.core.space import HParams
+from evo.core.domains import ANY_REAL, DISCOUNT, FLAG, LAYERS, NON_NEGATIVE, POSITIVE, Domain, integer
+from evo.core.params import HParams
 from evo.learners.base import Learner
+
+ON_POLICY_LIVE = ("learning_rate", "ent_coef", "vf_coef", "gamma", "gae_lambda", "max_grad_norm")
+"""Live hyperparameters every on-policy adapter handles (:class:`OnPolicyLearner`)."""
+ON_POLICY_SETTINGS = ("net_arch", "ortho_init", "log_std_init", "use_sde", "sde_sample_freq", "normalize_advantage")
+"""Settings (fixed at build) both PPO and A2C take."""
+ON_POLICY_DOMAINS: dict[str, Domain] = {
+    "learning_rate": POSITIVE, "ent_coef": NON_NEGATIVE, "vf_coef": NON_NEGATIVE, "gamma": DISCOUNT,
+    "gae_lambda": DISCOUNT, "max_grad_norm": POSITIVE, "net_arch": LAYERS, "ortho_init": FLAG,
+    "log_std_init": ANY_REAL, "use_sde": FLAG, "sde_sample_freq": integer(1, extra=(-1,)), "normalize_advantage": FLAG,
+}  # fmt: skip
+"""Domains of those names (SB3: -1 for ``sde_sample_freq`` = resample the noise only per rollout)."""
 
 
 class OnPolicyLearner(Learner):

@@ -1,4 +1,4 @@
-"""SAC (stable-baselines3) as a population member."""
+"""SAC (stable-baselines3) as a population member: its spec and its adapter."""
 
 from __future__ import annotations
 
@@ -11,8 +11,56 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from evo.core.space import HParams
-from evo.learners.offpolicy import OffPolicyLearner
+from evo.core.algos import AlgoSpec
+from evo.core.domains import ANY_REAL, COUNT, FLAG, integer, real
+from evo.core.params import HParams, Param
+from evo.learners.offpolicy import OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
+from evo.learners.registry import register
+
+SETS: dict[str, dict[str, Any]] = {
+    # RL Zoo hyperparams/sac.yml, Pendulum-v1: learning_rate 1e-3, everything else SB3's SAC defaults.
+    "zoo-sac-pendulum": {
+        "n_envs": 1, "learning_rate": 1.0e-3, "buffer_size": 1000000, "learning_starts": 100, "batch_size": 256,
+        "tau": 0.005, "gamma": 0.99, "train_freq": 1, "gradient_steps": 1, "ent_coef": "auto", "policy": "MlpPolicy",
+    },
+    # stable-baselines3's SAC defaults (the fallback of `--param-name auto`).
+    "sb3-sac": {
+        "n_envs": 1, "learning_rate": 3.0e-4, "buffer_size": 1000000, "learning_starts": 100, "batch_size": 256,
+        "tau": 0.005, "gamma": 0.99, "train_freq": 1, "gradient_steps": 1, "ent_coef": "auto", "policy": "auto",
+    },
+}  # fmt: skip
+
+SPEC = AlgoSpec(
+    name="sac",
+    on_policy=False,
+    action_spaces=("Box",),
+    live=(*OFF_POLICY_LIVE, "ent_coef", "target_entropy", "target_update_interval", "action_noise_std"),
+    settings=("net_arch", "buffer_size", "log_std_init", "use_sde", "sde_sample_freq"),
+    domains={
+        **OFF_POLICY_DOMAINS,
+        "ent_coef": real(0, extra=("auto",), auto_prefix=True),  # fixed, or learned ("auto_<start>")
+        "target_entropy": real(extra=("auto",)),  # "auto": -dim(action)
+        "target_update_interval": COUNT, "log_std_init": ANY_REAL, "use_sde": FLAG,
+        "sde_sample_freq": integer(1, extra=(-1,)),
+    },
+    defaults={"learning_rate": 3e-4, "gamma": 0.99, "batch_size": 256, "tau": 0.005, "train_freq": 1,
+              "gradient_steps": 1, "learning_starts": 100, "ent_coef": "auto", "target_entropy": "auto",
+              "target_update_interval": 1, "action_noise_std": 0.0},
+    setting_defaults={"buffer_size": 1_000_000, "use_sde": False, "sde_sample_freq": -1},
+    # Ranges span the RL Zoo's tuned settings (hyperparams/sac.yml); initial ranges sit around its values
+    # for Pendulum-v1. ent_coef stays 'auto'.
+    space=(
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 1e-3)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
+        Param("batch_size", kind="categorical", choices=(64, 128, 256, 512), init=(128, 256)),
+        Param("tau", scale="log", low=1e-3, high=0.1, init=(5e-3, 0.02)),
+        Param("train_freq", kind="int", scale="log", low=1, high=64, init=1),
+        Param("gradient_steps", kind="int", scale="log", low=1, high=64, init=1),
+    ),
+    sets=SETS,
+    auto_sets={"Pendulum-v1": "zoo-sac-pendulum"},
+    default_set="sb3-sac",
+)
 
 
 class SACLearner(OffPolicyLearner):
@@ -26,13 +74,8 @@ class SACLearner(OffPolicyLearner):
     Flat state: actor, critic, critic_target, log_ent_coef; Adam of actor, critic and ent_coef.
     """
 
-    algo = "sac"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "learning_rate": 3e-4, "gamma": 0.99, "batch_size": 256, "tau": 0.005, "train_freq": 1,
-        "gradient_steps": 1, "learning_starts": 100, "ent_coef": "auto", "target_entropy": "auto",
-        "target_update_interval": 1, "action_noise_std": 0.0
-    }
-    SETTING_DEFAULTS: ClassVar[dict[str, Any]] = {"buffer_size": 1_000_000, "use_sde": False, "sde_sample_freq": -1}
+    spec: ClassVar[AlgoSpec] = SPEC
+    sb3_class: ClassVar[type[SAC]] = SAC
     model: SAC
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,7 +86,7 @@ class SACLearner(OffPolicyLearner):
         s = self._built_settings
         ent = hp["ent_coef"]
         start = ent if isinstance(ent, str) else (f"auto_{float(ent)!r}" if float(ent) > 0 else "auto")
-        return SAC(
+        return self.sb3_class(
             policy, self.env, learning_rate=float(hp["learning_rate"]), buffer_size=int(s["buffer_size"]),
             learning_starts=int(hp["learning_starts"]), batch_size=int(hp["batch_size"]), tau=float(hp["tau"]),
             gamma=float(hp["gamma"]), train_freq=int(hp["train_freq"]), gradient_steps=int(hp["gradient_steps"]),
@@ -96,3 +139,6 @@ class SACLearner(OffPolicyLearner):
             super()._learn(steps, callback)
         finally:
             m.ent_coef_optimizer = optimizer
+
+
+register(SACLearner)
