@@ -80,7 +80,7 @@ def run_baseline(argv: Sequence[str] | None, description: str) -> int:
             cfg = parse(BaselineConfig, argv, prog, description)
             explicit = explicit_flags(BaselineConfig, argv)
         if "log_dir" not in explicit:
-            cfg.log_dir = str(Path(cfg.log_dir) / cfg.env_id)
+            cfg.log_dir = str(Path(cfg.log_dir) / cfg.env_spec().name)
         sets_text = root_decides(world(), lambda: read_sets_file(cfg.param_file))
         with everywhere():  # the set's text is the same on every rank now
             cfg.resolve(explicit, sets_text)

@@ -108,34 +108,19 @@ class CommonConfig:
         from evo.learners.compat import check_algo_env
         from evo.learners.device import check_device_spec
 
-        if self.env_spec().plain:  # else validate_env checks the built env (module imported, kwargs, wrappers)
+        if self.env_spec().plain:  # else evo.envs.verify_env checks the built env (its module, kwargs, wrappers)
             check_algo_env(self.algo, self.env_spec())
         if self.normalize_obs and self.env_spec().is_procgen:
             raise ConfigError("--normalize-obs is for vector observations; ProcGen images are only scaled to [0, 1]")
         check_device_spec(self.device)
 
-    def validate_env(self) -> None:
-        """The checks that import the user's code and build one env (kwargs and wrappers applied):
-        the env's module and wrappers import, ``--policy`` fits its observations, ``--algo`` its
-        actions. Call it on every rank (``evo.comm.on_every_rank(comm, cfg.validate_env)``): an env
-        that builds on some ranks only then ends the job everywhere with one line."""
-        from evo.core.algos import algo_spec
-        from evo.envs import env_spaces
-        from evo.policies import resolve_policy
-
-        obs, act = env_spaces(self.env_spec())
-        resolve_policy(self.policy, obs, self.algo)
-        allowed = algo_spec(self.algo).action_spaces
-        if type(act).__name__ not in allowed:
-            raise ConfigError(f"--algo {self.algo} needs one of {', '.join(allowed)} action spaces, "
-                              f"but {self.env_id} (kwargs and wrappers applied) has {act}")
-
     def apply_env_settings(self, settings: Mapping[str, Any]) -> None:
         """Take ``env_kwargs`` / ``env_wrapper`` of a hyperparameter file (``evo.envs.split_env_settings``):
         the command line's kwargs win key by key, its wrappers (if any) replace the file's."""
-        from evo.envs import merge_env_settings
+        from evo.envs import check_env, merge_env_settings
 
         self.env_kwargs, self.env_wrapper = merge_env_settings(self.env_kwargs, self.env_wrapper, settings)
+        check_env(self.env_spec())
 
     def env_spec(self) -> Any:
         from evo.envs import EnvSpec
@@ -187,9 +172,8 @@ class PBTConfig(CommonConfig):
 
     def validate(self) -> None:
         super().validate()
-        from evo.core.selection import validate_quantile
-
         from evo.core.rules import PRESETS
+        from evo.core.selection import validate_quantile
 
         if self.strategy not in (*PRESETS, "baseline"):
             raise ConfigError(f"unknown strategy {self.strategy!r}")
@@ -197,12 +181,12 @@ class PBTConfig(CommonConfig):
             raise ConfigError(f"--generations must be > 0, got {self.generations}")
         if self.steps_per_generation <= 0:
             raise ConfigError(f"--steps-per-generation must be > 0, got {self.steps_per_generation}")
-        from evo.core.space import ON_POLICY, generation_unit
+        from evo.core.algos import algo_spec, generation_unit
 
         unit = generation_unit(self.algo, self.n_steps, self.n_envs)
         if self.steps_per_generation % unit != 0:
             what = (f"the rollout n_steps * n_envs = {self.n_steps} * {self.n_envs} = {unit}"
-                    if self.algo in ON_POLICY else f"--n-envs ({unit}) for --algo {self.algo}")
+                    if algo_spec(self.algo).on_policy else f"--n-envs ({unit}) for --algo {self.algo}")
             raise ConfigError(f"--steps-per-generation ({self.steps_per_generation}) must be a multiple of {what}")
         if self.num_agents is not None and self.num_agents <= 0:
             raise ConfigError(f"--num-agents must be > 0, got {self.num_agents}")
@@ -227,18 +211,20 @@ class PBTConfig(CommonConfig):
         preset = PRESETS[self.strategy]
         self.rule = get_rule(self.rule or preset.rule).name
         if self.transport is None and self.async_mode and preset.transport == "subcomm":
-            raise ConfigError(f"--async: evo.{self.strategy} means the collective sub-communicator transport, which "
-                              f"needs every rank in every exchange; --async has no barrier (use evo.truncation --async)")
+            raise ConfigError(f"--async: evo.{self.strategy} means the collective sub-communicator transport, "
+                              f"which needs every rank in every exchange; --async has no barrier "
+                              f"(use evo.truncation --async)")
         if self.transport is None:
             self.transport = "hub" if self.async_mode else (preset.transport or get_rule(self.rule).default_transport)
         if self.async_mode and self.transport != "hub":
-            raise ConfigError(f"--async moves snapshots through the hub (--transport hub): --transport {self.transport} "
-                              f"needs every rank in every exchange, and --async has no barrier to gather them")
+            raise ConfigError(f"--async moves snapshots through the hub (--transport hub): --transport "
+                              f"{self.transport} needs every rank in every exchange, and --async has no barrier "
+                              f"to gather them")
         if not self.async_mode and self.transport == "hub":
             raise ConfigError("--transport hub is the asynchronous hub: use it with --async")
 
     def default_exp_name(self) -> str:
-        return f"{self.strategy}-{self.env_id}-s{self.seed}"
+        return f"{self.strategy}-{self.env_spec().name}-s{self.seed}"  # module:Name-v0 -> Name-v0 (no colon)
 
 
 @dataclass
@@ -406,47 +392,3 @@ def save_config(cfg: CommonConfig, path: Path, extra: dict[str, Any] | None = No
 
     data = {"config": cfg.to_dict(), **(extra or {})}
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-# -- resume: what may change ---------------------------------------------------------------------
-RESUME_MAY_CHANGE = frozenset({
-    "generations", "num_timesteps", "checkpoint_every", "save_every", "verbose", "threads", "tb_writer",
-    "resume", "overwrite", "log_dir", "exp_name",
-})
-"""Settings a ``--resume`` may change: they decide how long and how loudly a run goes, not what it
-computes. ``hyperparams`` and ``param_file`` are paths: their *contents* (``search_space``,
-``set_hparams``) are compared instead."""
-COMPARED_BY_CONTENT = frozenset({"hyperparams", "param_file"})
-NOT_COMPARED = frozenset({"resume", "overwrite", "log_dir", "exp_name"})
-"""Where and how the run was started, not what it computes (a moved run dir still resumes)."""
-
-
-def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compare a run's saved settings with a resume's: ``(refused, accepted)`` changes, each
-    ``{name: [old, new]}``. ``saved``/``new`` are flat dicts (the config plus ``search_space`` and
-    ``world_size``). A setting the saved run does not know (an older evo) is not compared."""
-    refused: dict[str, Any] = {}
-    accepted: dict[str, Any] = {}
-    for key, value in new.items():
-        if key in COMPARED_BY_CONTENT or key in NOT_COMPARED or key not in saved:
-            continue
-        old = saved[key]
-        if _canonical(old) == _canonical(value):
-            continue
-        (accepted if key in RESUME_MAY_CHANGE else refused)[key] = [old, value]
-    return refused, accepted
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def describe_changes(changes: dict[str, Any]) -> str:
-    """``seed 0 -> 7, quantile 0.25 -> 0.5`` (search spaces are summarised, not dumped)."""
-    parts = []
-    for key, (old, new) in changes.items():
-        if isinstance(old, dict) or isinstance(new, dict):
-            parts.append(f"{key} (contents differ)")
-        else:
-            parts.append(f"{key} {old!r} -> {new!r}")
-    return ", ".join(parts)

@@ -1,5 +1,8 @@
 """Policy registry: ``--policy`` names to stable-baselines3 policies, plus the IMPALA CNN.
 
+``auto`` picks from the observation space: ``MultiInputPolicy`` for Dict observations, ``CnnPolicy``
+for images, else ``MlpPolicy``; a policy that cannot read the env's observations is a one-line error.
+
 Images reach the networks scaled to [0, 1] by SB3 (``normalize_images``) and are not normalised
 otherwise. SB3 initialises every Linear and Conv2d orthogonally; evo keeps that for the MLP and
 the actor/critic heads but re-initialises convolutions with Xavier-uniform weights and zero
@@ -20,7 +23,9 @@ from torch.nn import functional as F
 
 from evo.errors import ConfigError
 
-POLICY_NAMES = ("auto", "MlpPolicy", "CnnPolicy", "impala")
+POLICY_NAMES = ("auto", "MlpPolicy", "CnnPolicy", "MultiInputPolicy", "impala")
+_FLAT = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+"""Spaces SB3's policies read directly (alone or as the values of a Dict)."""
 
 
 class _ResidualBlock(nn.Module):
@@ -81,22 +86,54 @@ class ImpalaCNN(BaseFeaturesExtractor):
         return self.linear(th.flatten(x, start_dim=1))
 
 
-def resolve_policy(name: str, env_is_image: bool, algo: str = "ppo") -> tuple[str | type, dict[str, Any]]:
-    """``(policy, policy_kwargs)`` for the SB3 algorithm ``algo`` from a ``--policy`` name
-    (case-insensitive).
+def observation_kind(observation: Any) -> str:
+    """``"dict"``, ``"image"`` or ``"vector"``: what an observation space needs of a policy. A bool
+    is read as "is an image" (``True``) or "is a vector" (``False``). One-line :class:`ConfigError` for
+    spaces SB3's policies cannot read, saying which wrapper turns them into one they can."""
+    if isinstance(observation, bool):
+        return "image" if observation else "vector"
+    from gymnasium import spaces
+    from stable_baselines3.common.preprocessing import is_image_space
 
-    ``auto`` is ``CnnPolicy`` for image observations, else ``MlpPolicy``. ``impala`` feeds the
-    IMPALA CNN's 256 features straight to the heads (``net_arch=[]``), as in the Procgen paper:
-    actor and critic for PPO/A2C, the Q-network's output layer for DQN (SAC and TD3 the same way).
-    Call :func:`init_conv_xavier` on ``model.policy`` after building the model.
+    flatten = "; pass --wrapper gymnasium.wrappers.FlattenObservation"
+    if isinstance(observation, spaces.Dict):
+        nested = [k for k, sub in observation.spaces.items() if not isinstance(sub, _FLAT)]
+        if nested:
+            raise ConfigError(f"SB3's MultiInputPolicy reads a Dict of Box/Discrete/MultiDiscrete/MultiBinary spaces, "
+                              f"but key(s) {', '.join(map(repr, nested))} hold other spaces{flatten}")
+        return "dict"
+    if isinstance(observation, _FLAT):
+        return "image" if is_image_space(observation) else "vector"
+    how = flatten if isinstance(observation, spaces.Tuple) else \
+        "; write a wrapper that turns them into a Box or a Dict of Boxes"
+    raise ConfigError(f"SB3 policies cannot read {type(observation).__name__} observations{how}")
+
+
+def resolve_policy(name: str, observation: Any, algo: str = "ppo") -> tuple[str | type, dict[str, Any]]:
+    """``(policy, policy_kwargs)`` for the SB3 algorithm ``algo`` from a ``--policy`` name
+    (case-insensitive) and the env's observation space (or a bool: are they images).
+
+    ``auto`` is ``MultiInputPolicy`` for Dict observations, ``CnnPolicy`` for image observations
+    (uint8 HxWxC or CxHxW, as SB3's ``is_image_space`` defines them), else ``MlpPolicy``. A policy
+    that cannot read the observations is a one-line :class:`ConfigError` saying which to pass.
+    ``impala`` feeds the IMPALA CNN's 256 features straight to the heads (``net_arch=[]``), as in the
+    Procgen paper: actor and critic for PPO/A2C, the Q-network's output layer for DQN (SAC and TD3
+    the same way). Call :func:`init_conv_xavier` on ``model.policy`` after building the model.
     """
     canonical = {n.lower(): n for n in POLICY_NAMES}.get(name.lower())
     if canonical is None:
         raise ConfigError(f"unknown --policy {name!r} (known: {', '.join(POLICY_NAMES)})")
+    kind = observation_kind(observation)
     if canonical == "auto":
-        canonical = "CnnPolicy" if env_is_image else "MlpPolicy"
-    if canonical in ("CnnPolicy", "impala") and not env_is_image:
-        raise ConfigError(f"--policy {name} needs image observations (a ProcGen game); use MlpPolicy or auto")
+        canonical = {"dict": "MultiInputPolicy", "image": "CnnPolicy", "vector": "MlpPolicy"}[kind]
+    if kind == "dict" and canonical != "MultiInputPolicy":
+        raise ConfigError(f"--policy {name} cannot read Dict observations; pass --policy MultiInputPolicy (or auto)")
+    if kind != "dict" and canonical == "MultiInputPolicy":
+        raise ConfigError(f"--policy {name} is for Dict observations; pass --policy auto "
+                          f"({'CnnPolicy' if kind == 'image' else 'MlpPolicy'} here)")
+    if canonical in ("CnnPolicy", "impala") and kind != "image":
+        raise ConfigError(f"--policy {name} needs image observations (uint8 images, e.g. a ProcGen game); "
+                          f"pass --policy MlpPolicy or auto")
     if canonical == "impala":
         impala = {
             "features_extractor_class": ImpalaCNN,

@@ -69,15 +69,15 @@ def play_random(env: Any, n_episodes: int, rng: np.random.Generator) -> list[flo
 def random_policy_score(cfg_dict: Mapping[str, Any], n_episodes: int, seed: int) -> float:
     """Mean return of uniformly random actions over ``n_episodes`` episodes of the evaluation env.
 
-    ``cfg_dict`` is a run's ``config`` (``config.json``): ``env_id``, ``num_levels``,
-    ``start_level``, ``distribution_mode`` and ``n_envs`` are read (defaults as in evo's CLI).
+    ``cfg_dict`` is a run's ``config`` (``config.json``): the env (``env_id``, its ProcGen level
+    options or its ``env_kwargs`` and ``env_wrapper`` chain) and ``n_envs`` are read (defaults as
+    in evo's CLI), so the floor is measured on the env the members are scored on.
     """
     from evo.envs import EnvSpec, make_vec_env
 
     if n_episodes <= 0:
         raise ConfigError(f"random-policy reference: n_episodes must be > 0, got {n_episodes}")
-    spec = EnvSpec(str(cfg_dict["env_id"]), int(cfg_dict.get("num_levels", 0)),
-                   int(cfg_dict.get("start_level", 0)), str(cfg_dict.get("distribution_mode", "easy")))
+    spec = EnvSpec.from_config(cfg_dict)
     n_envs = max(1, min(int(cfg_dict.get("n_envs", 1)), n_episodes))
     env = make_vec_env(spec, n_envs=n_envs, seed=seeds.env_seed(seed, 0, 1))
     try:

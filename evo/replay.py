@@ -30,7 +30,7 @@ DESCRIPTION = ("Train a fresh agent that follows the final PBT winner's hyperpar
 
 ENV_KEYS = ("env_id", "n_envs", "n_steps", "policy", "eval_episodes", "eval_deterministic", "eval_test_levels",
             "num_levels", "start_level", "distribution_mode", "seed", "threads", "checkpoint_every", "algo",
-            "normalize_obs", "normalize_reward", "device", "paired_eval")
+            "normalize_obs", "normalize_reward", "device", "paired_eval", "env_kwargs", "env_wrapper")
 """Settings copied from the PBT run's config (flags given to replay override some of them)."""
 
 

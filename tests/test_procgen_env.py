@@ -261,17 +261,17 @@ def test_held_out_range_scheme_and_unlimited_levels_error() -> None:
 
 
 def test_resolve_policy_names() -> None:
-    assert resolve_policy("auto", env_is_image=False) == ("MlpPolicy", {})
-    assert resolve_policy("auto", env_is_image=True) == ("CnnPolicy", {})
-    assert resolve_policy("mlppolicy", env_is_image=True) == ("MlpPolicy", {})
-    assert resolve_policy("CnnPolicy", env_is_image=True) == ("CnnPolicy", {})
-    cls, kwargs = resolve_policy("impala", env_is_image=True)
+    assert resolve_policy("auto", False) == ("MlpPolicy", {})
+    assert resolve_policy("auto", True) == ("CnnPolicy", {})
+    assert resolve_policy("mlppolicy", True) == ("MlpPolicy", {})
+    assert resolve_policy("CnnPolicy", True) == ("CnnPolicy", {})
+    cls, kwargs = resolve_policy("impala", True)
     assert cls is ActorCriticCnnPolicy and kwargs["features_extractor_class"] is ImpalaCNN
     with pytest.raises(ConfigError) as err:
-        resolve_policy("transformer", env_is_image=True)
+        resolve_policy("transformer", True)
     assert all(n in str(err.value) for n in POLICY_NAMES)
     with pytest.raises(ConfigError, match="image"):
-        resolve_policy("impala", env_is_image=False)
+        resolve_policy("impala", False)
 
 
 def _check_xavier(conv: nn.Conv2d) -> None:
@@ -289,7 +289,7 @@ def _check_xavier(conv: nn.Conv2d) -> None:
 @pytest.mark.parametrize("name", ["CnnPolicy", "impala"])
 def test_init_conv_xavier(name: str) -> None:
     env = _env(n=1)
-    policy, kwargs = resolve_policy(name, env_is_image=True)
+    policy, kwargs = resolve_policy(name, True)
     model = PPO(policy, env, policy_kwargs=kwargs, n_steps=16, batch_size=16, seed=0, device="cpu")
     convs = [m for m in model.policy.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == (3 if name == "CnnPolicy" else 15)
@@ -328,7 +328,7 @@ def test_impala_cnn_output() -> None:
 def test_ppo_learns_and_evaluates_on_the_adapter(name: str) -> None:
     th.manual_seed(0)
     env = _env("bigfish", n=2, seed=0)
-    policy, kwargs = resolve_policy(name, env_is_image=True)
+    policy, kwargs = resolve_policy(name, True)
     model = PPO(policy, env, policy_kwargs=kwargs, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
     init_conv_xavier(model.policy)
     assert isinstance(model.get_env(), VecTransposeImage)  # SB3 made the HWC images CHW itself

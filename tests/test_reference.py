@@ -77,3 +77,22 @@ def test_sample_actions_stay_in_their_space() -> None:
 def test_bad_episode_count_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         random_policy_score(CARTPOLE, 0, 0)
+
+
+@pytest.mark.timeout(120)
+def test_reference_plays_the_runs_own_env_kwargs_and_wrappers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A custom env named as module:id, with its kwargs and wrapper chain, as config.json holds them:
+    with a StepPenalty of p every random episode returns 1{goal} - p * length, so on the same episodes
+    (same seeds, same actions) the floor drops by p times the mean length, at least p."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "custom_env"))
+    reach = {"env_id": "evo_reach.envs:Reach-v0", "env_kwargs": {"size": 5}, "n_envs": 2, "seed": 0}
+    bare = random_policy_score(reach, 30, 1)
+    penalised = random_policy_score({**reach, "env_wrapper": [{"evo_reach.wrappers:StepPenalty": {"penalty": 0.5}}]},
+                                    30, 1)
+    longer = random_policy_score({**reach, "env_kwargs": {"size": 9}}, 30, 1)
+    assert 0.0 < bare < 1.0 and penalised < bare - 0.5  # every episode lasts at least one step
+    assert longer != bare  # the kwargs reach the env
+    with pytest.raises(ConfigError, match="cannot import 'nowhere_pkg'"):
+        random_policy_score({**reach, "env_id": "nowhere_pkg:Reach-v0"}, 4, 0)

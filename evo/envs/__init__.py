@@ -1,83 +1,54 @@
-"""Environment factory: Gymnasium ids and the 16 ProcGen games, as stable-baselines3 VecEnvs.
+"""Environment factory: Gymnasium ids, your own env as ``package.module:Name-v0`` with kwargs and
+wrappers, and the 16 ProcGen games, as stable-baselines3 VecEnvs.
 
 Knows nothing of MPI or PBT. ``make_vec_env(spec, n_envs, seed)`` is the only entry point the
-rest of evo uses; ``check_env(spec)`` validates a spec cheaply (no env is built) so every rank
-can reject a bad ``--env-id`` with the same one-line error.
+rest of evo uses to build envs. Two checks: ``check_env(spec)`` validates a spec cheaply and
+imports no user code, so every rank rejects a bad ``--env-id`` with the same one-line error;
+``verify_env(cfg)`` imports the env's module and wrappers, builds one env (kwargs and wrappers
+applied) and checks the policy and algorithm against its spaces: every rank makes it before training.
 """
 
 from __future__ import annotations
 
-import difflib
+import functools
 import pickle
-from dataclasses import dataclass
 from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnv
 
-from evo.errors import ConfigError
+from evo.envs.build import env_spaces, import_object, make_gym_env, verify_env
+from evo.envs.spec import (
+    DISTRIBUTION_MODES,
+    ENV_FILE_KEYS,
+    PROCGEN_GAMES,
+    EnvSpec,
+    WrapperSpec,
+    check_env,
+    collect_flag,
+    env_kwargs,
+    env_settings_from_yaml,
+    merge_env_settings,
+    parse_key_values,
+    procgen_game,
+    split_env_id,
+    split_env_settings,
+    wrappers,
+    wrappers_value,
+)
 
-PROCGEN_GAMES = (
-    "bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot",
-    "heist", "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot",
-)  # fmt: skip
-DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What to build: an env id plus the ProcGen level options (ignored for Gymnasium ids)."""
-
-    env_id: str
-    num_levels: int = 0
-    start_level: int = 0
-    distribution_mode: str = "easy"
-
-    @property
-    def is_procgen(self) -> bool:
-        return procgen_game(self.env_id) is not None
-
-
-def procgen_game(env_id: str) -> str | None:
-    """The ProcGen game named by ``env_id`` (``bigfish``, ``procgen-bigfish-v0``...), else None."""
-    name = env_id.lower()
-    for prefix in ("procgen:", "procgen-"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    if name.endswith("-v0"):
-        name = name[:-3]
-    return name if name in PROCGEN_GAMES else None
-
-
-def check_env(spec: EnvSpec) -> None:
-    """Raise :class:`ConfigError` (one line) if ``spec`` cannot be built."""
-    if spec.is_procgen:
-        if spec.num_levels < 0 or spec.start_level < 0:
-            raise ConfigError("--num-levels and --start-level must be >= 0")
-        from evo.envs.procgen import check_procgen_options
-
-        game = procgen_game(spec.env_id)
-        assert game is not None
-        check_procgen_options(game, spec.distribution_mode, spec.num_levels, spec.start_level)
-        return
-    import gymnasium as gym
-
-    if spec.env_id.lower().startswith("procgen"):
-        raise ConfigError(f"unknown ProcGen game {spec.env_id!r}; valid games: {', '.join(PROCGEN_GAMES)}")
-    try:
-        gym.spec(spec.env_id)
-    except Exception:
-        close = difflib.get_close_matches(spec.env_id.lower(), PROCGEN_GAMES, n=1)
-        close += difflib.get_close_matches(spec.env_id, list(gym.registry), n=2)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(
-            f"unknown env id {spec.env_id!r}: not a registered Gymnasium id nor a ProcGen game "
-            f"({', '.join(PROCGEN_GAMES)}).{hint}"
-        ) from None
+__all__ = [
+    "DISTRIBUTION_MODES", "ENV_FILE_KEYS", "PROCGEN_GAMES", "EnvSpec", "WrapperSpec", "check_env", "collect_flag",
+    "env_kwargs", "env_settings_from_yaml", "env_snapshot", "env_spaces", "import_object", "make_gym_env",
+    "make_vec_env", "merge_env_settings", "parse_key_values", "procgen_game", "restore_env_snapshot", "split_env_id",
+    "split_env_settings", "verify_env", "wrappers", "wrappers_value",
+]
 
 
 def make_vec_env(spec: EnvSpec, n_envs: int, seed: int, *, test_levels: bool = False) -> VecEnv:
     """Build ``n_envs`` copies of ``spec`` as one VecEnv that reports episodes like VecMonitor.
 
+    Gymnasium envs: a ``DummyVecEnv`` of :func:`~evo.envs.build.make_gym_env` envs (kwargs and
+    wrappers applied), each inside SB3's ``Monitor``, so scores are the returns of the wrapped env.
     ``test_levels=True`` (ProcGen only) builds the held-out levels: levels outside the training
     range ``[start_level, start_level + num_levels)``.
     """
@@ -99,7 +70,8 @@ def make_vec_env(spec: EnvSpec, n_envs: int, seed: int, *, test_levels: bool = F
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    return sb3_make_vec_env(spec.env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    return sb3_make_vec_env(functools.partial(make_gym_env, spec), n_envs=n_envs, seed=seed,
+                            vec_env_cls=DummyVecEnv)
 
 
 # -- snapshots: continuing episodes across a checkpoint -------------------------------------------

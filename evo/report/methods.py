@@ -27,7 +27,7 @@ search space in ``config.json`` counts instead)."""
 SEED_KEYS = frozenset({"num_agents", "eval_every", "steps_per_generation"})
 """Also ignored for baselines and replays: how many seeds a directory holds and how often they were
 evaluated (for PBT they are the population size and the exploit interval, and do count)."""
-TASK_KEYS = ("env_id", "num_levels", "start_level", "distribution_mode")
+TASK_KEYS = ("env_id", "num_levels", "start_level", "distribution_mode", "env_kwargs", "env_wrapper")
 """What makes a task: runs on different tasks can be runs of one method."""
 
 
