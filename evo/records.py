@@ -17,6 +17,7 @@ Layout of ``<log-dir>/<exp-name>/``::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -100,6 +101,18 @@ class TableWriter:
         for row in rows:
             self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
         self._sync()
+
+    def replace_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rewrite the whole file with ``rows`` (atomically), then go on appending to it."""
+        self._fh.close()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+        atomic_write_text(self.path, out.getvalue())
+        self._fh = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._fh, fieldnames=self.columns, extrasaction="ignore")
 
     def _sync(self) -> None:
         self._fh.flush()

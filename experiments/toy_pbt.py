@@ -98,7 +98,7 @@ class Ranks:
         self.comm = comm
         self.n = n
         self.rank = comm.Get_rank()
-        self.transport = make_transport("wta", comm, 2)
+        self.transport = make_transport("broadcast", comm, 2)
 
     def assign(self, count: int) -> list[int]:
         """Members of this rank: one per rank for the population, round robin for a grid."""
@@ -113,10 +113,11 @@ class Ranks:
         return root_decides(self.comm, fn)
 
     def move(self, transfers: Sequence[Transfer], theta: dict[int, np.ndarray]) -> None:
-        def pack(buf: np.ndarray) -> None:
-            buf[:] = theta[self.rank]
+        def pack(member: int, buf: np.ndarray) -> None:
+            buf[:] = theta[member]
 
-        received = self.transport.move(transfers, pack)
+        plan = type(self.transport).split(transfers, self.comm.Get_size())[self.rank]
+        received = self.transport.move_members(plan, pack).get(self.rank)
         if received is not None:
             theta[self.rank] = received.astype(np.float64)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, run_mpi, run_module
+from conftest import TINY, run_module, run_mpi
 from stable_baselines3.common.save_util import load_from_zip_file
 
 TESTS = Path(__file__).parent

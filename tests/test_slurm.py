@@ -193,19 +193,22 @@ def test_baseline_array(slurm: SlurmCluster, tmp_path: Path) -> None:
 PREEMPT_GENERATIONS = 6
 
 
+PREEMPT = [("srun", ""), ("mpiexec", ""), ("mpiexec", "--async")]
+
+
 @pytest.mark.timeout(300, func_only=True)
-@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
-def test_preemption_requeue_resume(slurm: SlurmCluster, tmp_path: Path, launcher: str) -> None:
+@pytest.mark.parametrize(("launcher", "mode"), PREEMPT, ids=[f"{la}{m.replace('--', '-')}" for la, m in PREEMPT])
+def test_preemption_requeue_resume(slurm: SlurmCluster, tmp_path: Path, launcher: str, mode: str) -> None:
     gens = PREEMPT_GENERATIONS
     log = tmp_path / "pre.out"
     run_dir = tmp_path / "logs" / "pre"
     env = evo_env(tmp_path / "logs", EVO_STRATEGY="wta", EVO_LAUNCHER=launcher, EVO_EXP_NAME="pre",
-                  EVO_ARGS=TINY.replace("512", "1024") + f" --generations {gens}")
+                  EVO_ARGS=TINY.replace("512", "1024") + f" --generations {gens} {mode}")
     job = submit(slurm, "pbt.sbatch", tmp_path, log, env, "--ntasks", str(RANKS))
 
-    # 1. wait for the first complete checkpoint, then send what --signal=B:USR1@T sends
+    # 1. wait for the first member checkpoint, then send what --signal=B:USR1@T sends
     deadline = time.monotonic() + 90
-    while not list(run_dir.glob("checkpoints/gen_*/manifest.json")):
+    while not list(run_dir.glob("checkpoints/gen_*/member_*.manifest.json")):
         state = slurm.state(job)
         if state not in ("PENDING", "RUNNING", "CONFIGURING"):
             pytest.fail(f"job left the queue ({state}) before its first checkpoint\n{read_log(log)}")
@@ -241,13 +244,18 @@ def test_preemption_requeue_resume(slurm: SlurmCluster, tmp_path: Path, launcher
     assert m, f"first allocation did not exit 75 after the signal\n{text}"
     signal_to_exit = float(m.group(1))
     assert "requeueing job" in first
-    assert "resuming from it" in second and "resumed at generation" in second, text
-    assert "--resume" in second and "run complete" in second, text
-    resumed_at = int(re.search(r"resumed at generation (\d+)", second).group(1))  # type: ignore[union-attr]
-    assert 1 <= resumed_at < gens, "the signal should land mid-run"
+    assert "resuming from it" in second and "--resume" in second and "run complete" in second, text
+    if mode == "--async":  # every member from its own newest checkpoint: not all from the start
+        starts = re.search(r"resumed \(next intervals \[([\d, ]+)\]\)", second)
+        assert starts, text
+        resumed_at = min(int(x) for x in starts.group(1).split(","))
+        assert max(int(x) for x in starts.group(1).split(",")) >= 1, "the async run restarted from scratch"
+    else:
+        resumed_at = int(re.search(r"resumed at generation (\d+)", second).group(1))  # type: ignore[union-attr]
+    assert resumed_at < gens, "the signal should land mid-run"
 
     check_complete_run(run_dir, RANKS, gens)
-    print(f"\n[{launcher}] USR1 -> evo exit 75: {signal_to_exit:.1f} s (script log); "
+    print(f"\n[{launcher} {mode}] USR1 -> evo exit 75: {signal_to_exit:.1f} s (script log); "
           f"USR1 -> job requeued: {signal_to_requeue:.1f} s; resumed at generation {resumed_at}/{gens}")
     # evo notices the signal within one env step and writes nothing more; exit takes ~2-3 s on an idle
     # 2-core machine, ~17 s at load 16. The bound is well inside the default --signal lead time (180 s).

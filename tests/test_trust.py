@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import TINY, mpiexec_path, run_cmd, run_mpi
 
-from evo.config import CommonConfig, resume_changes
+from evo.config import CommonConfig
 from evo.core import seeds
+from evo.loop.resume import resume_changes
 from evo.records import truncate_records
 
 
@@ -70,7 +71,7 @@ def test_bigfish_resume_equals_uninterrupted_run_with_continuing_envs(tmp_path: 
 
 # -- paired evaluation --------------------------------------------------------------------------
 def test_paired_evaluation_gives_equal_members_equal_scores() -> None:
-    from evo.member import Member
+    from evo.learners import make_learner as Member
 
     cfg = CommonConfig(env_id="CartPole-v1", n_envs=2, n_steps=64, eval_episodes=4, log_dir="logs", exp_name="t")
     a, b = Member(cfg, {"batch_size": 64}, index=0), Member(cfg, {"batch_size": 64}, index=1)

@@ -175,7 +175,8 @@ def _coordinator(r: Run, plan: ResumePlan | None) -> Coordinator:
             if parsed["generation"] >= next_round:
                 rounds.setdefault(parsed["generation"], {})[parsed["member"]] = parsed
         k = board.complete_set()
-        board.acted = {i: k for i in range(r.n)} if k is not None else {}
+        if k is not None and not plan.extended:  # decided before the stop; an extended run's last set was not
+            board.acted = {i: k for i in range(r.n)}
         if r.cfg.explore == "pb2":
             from evo.loop.history import pb2_history_from_records
 

@@ -96,6 +96,7 @@ class Coordinator:
         self.done_s: dict[int, float] = {}
         self.intervals: dict[int, int] = {i: e.interval + 1 for i, e in board.latest.items()}
         self._plans: dict[int, dict[int, int]] = {}
+        self._ckpt_rows: dict[int, dict[int, dict[str, Any]]] = {}
 
     def __call__(self, report: dict[str, Any]) -> dict[str, Any]:
         kind = report.get("kind")
@@ -187,7 +188,7 @@ class Coordinator:
         if k + 1 >= r.cfg.generations:
             self.done_s[m] = time.perf_counter() - r.t_run0
         if rep.get("checkpointed"):
-            ckpt.prune(r.cfg.run_dir, r.n)
+            self._checkpointed(int(rep["checkpointed"]), m, row)
         self.rounds.setdefault(k, {})[m] = row
         while len(self.rounds.get(self.next_round, {})) == r.n:
             g = self.next_round
@@ -198,6 +199,22 @@ class Coordinator:
             rec.write_generation(r, rec.generation_row(r, g, pop, rows, exploits))
             del self.rounds[g]
             self.next_round = g + 1
+
+    def _checkpointed(self, g: int, m: int, row: Mapping[str, Any]) -> None:
+        """Member ``m`` checkpointed after ``g`` intervals: once every member has, the folder gets its
+        generation manifest (as in sync mode); then older folders are pruned."""
+        rows = self._ckpt_rows.setdefault(g, {})
+        rows[m] = dict(row)
+        r = self.r
+        if len(rows) == r.n:
+            pop = rec.population_of([rows[i] for i in range(r.n)], r.cfg.select_on)
+            ckpt.write_manifest(ckpt.gen_dir(r.cfg.run_dir, g), g, r.comm.Get_size(), r.expected,
+                                {"generation": g, "scores": [rec.nan_none(v) for v in pop.scores],
+                                 "test_scores": [rec.nan_none(v) for v in pop.tests],
+                                 "selection_scores": [rec.nan_none(v) for v in pop.selection],
+                                 "wall_s": time.perf_counter() - r.t_run0}, n_members=r.n)
+            del self._ckpt_rows[g]
+        ckpt.prune(r.cfg.run_dir, r.n)
 
     def population(self) -> Population:
         """Every member's latest score and the hyperparameters it trained its last interval with."""

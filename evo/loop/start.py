@@ -17,12 +17,14 @@ import numpy as np
 
 import evo.loop.checkpoints as ckpt
 from evo import comm as comm_mod
-from evo.config import CommonConfig, PBTConfig
+from evo.config import PBTConfig
 from evo.core import seeds
-from evo.core.space import Space, check_batch_size, parse_space, read_space_file
+from evo.core.space import Space, parse_space, read_space_file
+from evo.envs import env_settings_from_yaml
 from evo.errors import CheckpointError, ConfigError, everywhere
 from evo.loop.context import Run, Slot
-from evo.records import TensorBoard, write_json
+from evo.loop.resume import check_resume_settings, note_resume
+from evo.records import TensorBoard
 from evo.stop import STOP
 
 
@@ -38,6 +40,9 @@ class ResumePlan:
     """member -> its manifest's entry (latest score, eval set, hyperparameters, env steps)"""
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    extended: bool = False
+    """The run had finished its planned generations and this resume adds more: its last generation
+    ended without the exploit that is now due (the sync schedule makes it before going on)."""
 
     @property
     def start(self) -> int:
@@ -53,9 +58,7 @@ def space_for(cfg: PBTConfig, text: str | None) -> Space:
     """The search space: defaults overridden by ``text`` (``--hyperparams``, read on rank 0)."""
     if cfg.strategy == "baseline":
         return Space(params={}, constants=dict(getattr(cfg, "set_hparams", None) or {}))
-    space = parse_space(text, cfg.rollout_size, str(cfg.hyperparams), cfg.algo)
-    check_batch_size(space, cfg.rollout_size, cfg.algo)
-    return space
+    return parse_space(text, cfg.rollout_size, str(cfg.hyperparams), cfg.algo)
 
 
 def _space_dict(space: Space) -> dict[str, Any]:
@@ -83,6 +86,8 @@ def resolve_run(cfg: PBTConfig, comm: Any) -> tuple[Space, int, dict[str, Any], 
                               "members in this process with --num-agents N")
         if cfg.exp_name is None:
             cfg.exp_name = cfg.default_exp_name()
+        if cfg.strategy != "baseline":  # a baseline's set brought its env settings already
+            cfg.apply_env_settings(env_settings_from_yaml(space_text))
         return space_for(cfg, space_text)
 
     space = everywhere_errors(check)  # argv, the world size and broadcast file contents
@@ -155,47 +160,10 @@ def _resume_plan(cfg: PBTConfig, expected: Mapping[str, Any], settings: Mapping[
     if cfg.generations < done:
         raise ConfigError(f"--resume: --generations {cfg.generations} is fewer than the {done} generations this run "
                           f"has already completed (give --generations {done} or more)")
-    check_resume_settings(run_dir / "config.json", settings, min(starts))
+    accepted = check_resume_settings(run_dir / "config.json", settings, min(starts))
+    old_plan = accepted.get("generations", [None])[0]
     wall = max(float(e.get("wall_s", 0.0)) for e in entries.values()) if entries else 0.0
-    return ResumePlan(dirs, starts, entries, wall, notes)
-
-
-def check_resume_settings(path: Path, settings: Mapping[str, Any], generation: int) -> None:
-    """Compare ``settings`` with the run's config.json; refuse changes that affect results, record
-    the accepted ones (config.json then describes the run as it goes on, with a list of resumes)."""
-    from evo.config import NOT_COMPARED, RESUME_MAY_CHANGE, describe_changes, resume_changes
-
-    try:
-        saved_file = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--resume: cannot read {path}: {type(exc).__name__}") from None
-    saved = {**saved_file.get("config", {}), "search_space": saved_file.get("search_space"),
-             "world_size": saved_file.get("world_size")}
-    refused, accepted = resume_changes(saved, dict(settings))
-    if refused:
-        raise ConfigError(f"--resume would change settings that affect the results: {describe_changes(refused)} "
-                          f"(only {', '.join(sorted(RESUME_MAY_CHANGE - NOT_COMPARED))} may change; "
-                          f"start a new run with another --exp-name instead)")
-    for key, (_old, new) in accepted.items():
-        saved_file["config"][key] = new
-    saved_file.setdefault("resumes", []).append({
-        "at_generation": generation, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": accepted})
-    write_json(path, saved_file)
-
-
-def note_resume(cfg: CommonConfig, generation: int, reset: Sequence[int], notes: Sequence[str]) -> None:
-    """(rank 0, after every member loaded) Say in one line each what a resume could not keep."""
-    for note in notes:
-        print(f"evo: note: {note}", file=sys.stderr, flush=True)
-    if not reset:
-        return
-    print(f"evo: note: the training envs of member(s) {list(reset)} could not be checkpointed; they start fresh "
-          f"episodes at generation {generation}", file=sys.stderr, flush=True)
-    path = cfg.run_dir / "config.json"
-    data = json.loads(path.read_text())
-    if data.get("resumes"):
-        data["resumes"][-1]["envs_reset"] = list(reset)
-    write_json(path, data)
+    return ResumePlan(dirs, starts, entries, wall, notes, extended=old_plan is not None and min(starts) >= old_plan)
 
 
 def _versions() -> dict[str, str]:
@@ -235,7 +203,8 @@ def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[
 def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None = None
           ) -> tuple[Run, ResumePlan | None]:
     """Validate, prepare or check the run dir, build (or load) this rank's members."""
-    from evo.learners import learner_class
+    from evo.envs import verify_env
+    from evo.learners import make_learner
     from evo.loop.lock import RunLock
 
     rank, world = comm.Get_rank(), comm.Get_size()
@@ -253,9 +222,10 @@ def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | Non
     plan = comm_mod.root_decides(comm, prepare)
     ids = comm_mod.local_members(cfg.num_agents, rank, world)
     local = comm_mod.local_rank(comm)  # collective: before any rank can fail alone
-    build = learner_class(cfg.algo)
+    comm_mod.on_every_rank(comm, lambda: verify_env(cfg))  # the env imports and builds on every rank
     members = comm_mod.on_every_rank(
-        comm, lambda: [build(cfg, space.sample(seeds.init_rng(cfg.seed, i)), index=i, local_rank=local) for i in ids])
+        comm, lambda: [make_learner(cfg, space.sample(seeds.init_rng(cfg.seed, i)), index=i, local_rank=local)
+                       for i in ids])
     if plan is not None:
         dirs = plan.dirs
 

@@ -16,6 +16,7 @@ exploit or explore after it. The baseline runner uses the same schedule with str
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -159,6 +160,36 @@ def _population_from_checkpoint(directory: Path) -> Population:
     return Population(scores, tests, sel, [])
 
 
+def catch_up(r: Run, gen: int, plan: Any) -> None:
+    """(collective) A finished run extended with more generations: make the exploit that its last
+    generation ``gen`` skipped because the run was ending, from the scores in the checkpoint, so the
+    extended run equals one that was planned this long (records amended to match)."""
+    from evo.records import read_csv
+
+    payloads, pop = None, None
+    if r.rank == 0:
+        pop = _population_from_checkpoint(ckpt.gen_dir(r.cfg.run_dir, gen + 1))
+        pop.hparams = [dict(plan.entries[i].get("hparams", {})) for i in range(r.n)]
+        rows = [{"member": i, "eval_set": plan.entries[i].get("eval_set", gen),
+                 "env_steps": plan.entries[i]["env_steps"]} for i in range(r.n)]
+        if r.exchanging:
+            pop.decisions = decide(r.cfg.rule, gen, pop.selection, pop.hparams, r.space, r.cfg.quantile, r.cfg.seed,
+                                   r.cfg.explore, r.pb2_history)
+        r.pb2_start = next_start_scores(pop.selection, pop.decisions)
+        payloads = rank_payloads(r.transport, pop.decisions, r.comm.Get_size()) if r.transport is not None else None
+        donors = {d.receiver: d.donor for d in pop.decisions}
+        w = r.writers
+        w["members"].replace_rows({**x, "copied_from": donors.get(int(x["member"]), x["copied_from"])}
+                                  if int(x["generation"]) == gen else x for x in read_csv(w["members"].path))
+        w["generations"].replace_rows({**x, "n_exploits": len(pop.decisions)} if int(x["generation"]) == gen else x
+                                      for x in read_csv(w["generations"].path))
+        r.writers["lineage"].write(lineage_line(d, rows) for d in pop.decisions)
+        print(f"evo: note: the run had ended after generation {gen + 1}, without an exploit; made it now "
+              f"({len(pop.decisions)} cop{'y' if len(pop.decisions) == 1 else 'ies'})", file=sys.stderr, flush=True)
+    mine = r.comm.scatter(payloads, root=0) if r.transport is not None else None
+    copy_and_apply(r, mine)
+
+
 def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | None = None) -> int:
     """Run (or resume) a synchronous PBT or baseline job on ``comm``. Returns the exit code."""
     r, plan = start(cfg, comm, schedule)
@@ -170,6 +201,8 @@ def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | 
 
         column = "test_score" if cfg.select_on == "test" else "score"
         r.pb2_history, r.pb2_start = pb2_history_from_records(cfg.run_dir, start_gen, column)
+    if plan is not None and plan.extended:
+        catch_up(r, start_gen - 1, plan)
     exit_code, gen, last = 0, start_gen, None
     last_checkpoint = start_gen if plan is not None else None
     try:

@@ -11,9 +11,9 @@ import torch
 from mpi4py import MPI
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from evo import checkpoint as ckpt
+import evo.loop.checkpoints as ckpt
 from evo.config import CommonConfig
-from evo.member import Member
+from evo.learners import make_learner
 
 run = Path(sys.argv[1])
 comm = MPI.COMM_WORLD
@@ -22,7 +22,7 @@ saved = json.loads((run / "config.json").read_text())["config"]
 cfg = CommonConfig(**{k: v for k, v in saved.items() if k in CommonConfig.__dataclass_fields__})
 directory = ckpt.find_latest(run)
 meta = json.loads((directory / f"member_{rank:03d}.json").read_text())
-member = Member(cfg, meta["hparams"], index=rank)
+member = make_learner(cfg, meta["hparams"], index=rank)
 before = member.pack().copy()
 ckpt.load_member(directory, member)
 
