@@ -1,69 +1,120 @@
-"""evo.bench transport: the async decide rule, and the smoke sweep at 2 and 3 ranks writes its
-table, CSV, JSON and PNG."""
+"""evo.bench transport: the loop's own exchange phases on synthetic members.
+
+Unit tests of the copy check and the synthetic member; then the smoke sweep under mpiexec, whose
+rows must agree with the plans the rules make (copies), with the bytes that arrived (copies x the
+flat state), and with the configurations asked for; and runs that cannot exchange report none."""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 
+import numpy as np
 import pytest
 
 from tests.conftest import mpiexec_path, run_module
 
 
-def test_async_rule_wta_copies_the_best_known() -> None:
-    from evo.bench import AsyncRule
-
-    rule = AsyncRule("wta", 0.25, 0)
-    assert rule({"member": 0, "score": 1.0}) == {"donor": None}  # alone: nobody to copy
-    assert rule({"member": 1, "score": 3.0}) == {"donor": None}  # the best copies nobody
-    assert rule({"member": 0, "score": 1.5}) == {"donor": 1}
-    assert rule({"member": 2, "score": math.nan}) == {"donor": 1}  # a failed member copies too
+def _read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
-def test_async_rule_truncation_bottom_copies_from_top() -> None:
-    from evo.bench import AsyncRule
+def _line(receiver, generation, donor_score, **extra):
+    return {"receiver": receiver, "generation": generation, "donor_score": donor_score, **extra}
 
-    rule = AsyncRule("truncation", 0.25, 0)
-    for m in range(8):
-        rule({"member": m, "score": float(m)})
-    # of 8 members, k = 2: members 0 and 1 are the bottom, 6 and 7 the top
-    donors = {rule({"member": 0, "score": 0.0})["donor"] for _ in range(20)}
-    assert donors <= {6, 7} and donors
-    assert rule({"member": 4, "score": 4.0}) == {"donor": None}
-    assert rule({"member": 7, "score": 7.0}) == {"donor": None}
+
+def test_bad_copies_accepts_exactly_the_donor_states() -> None:
+    from evo.bench.synthetic import bad_copies
+
+    lineage = [_line(1, 0, 2.5), _line(2, 0, 2.5), _line(1, 1, 4.0)]
+    good = [(1, 0, 2.5, True), (2, 0, 2.5, True), (1, 1, 4.0, True)]
+    assert bad_copies(lineage, good) == 0
+    assert bad_copies(lineage, [(1, 0, 2.5, True), (2, 0, 3.0, True), (1, 1, 4.0, True)]) == 1  # not the donor's
+    assert bad_copies(lineage, [(1, 0, 2.5, True), (2, 0, 2.5, False), (1, 1, 4.0, True)]) == 1  # partial state
+    assert bad_copies(lineage, good[:2]) == 1  # a planned copy never arrived
+    assert bad_copies(lineage[:2], good) == 1  # a state arrived that no plan sent
+    assert bad_copies(lineage, [*good, (1, 1, 4.0, True)]) == 1  # unpacked twice
+    # async: the donor may have published a newer snapshot than the one compared; that one is copied
+    newer = [_line(1, 0, 2.5, donor_snapshot_score=3.5)]
+    assert bad_copies(newer, [(1, 0, 3.5, True)]) == 0
+    assert bad_copies(newer, [(1, 0, 2.5, True)]) == 1
+
+
+def test_synthetic_member_records_what_it_unpacks() -> None:
+    from evo.bench.synthetic import SyntheticMember
+
+    donor = SyntheticMember(0, 1000, {"learning_rate": 1e-3}, [0.0, 0.0], gain=1.5)
+    receiver = SyntheticMember(1, 1000, {"learning_rate": 2e-3}, [0.0, 0.0], gain=0.5)
+    for m in (donor, receiver):
+        m.reseed(1)
+        stats = m.train(7)
+        assert stats.seconds >= 0 and m.num_timesteps == 7
+    assert donor.evaluate(1, True, 0) == 1.5 and receiver.evaluate(1, True, 0) == 0.5
+    buf = np.empty(donor.flat_size, dtype=np.float32)
+    donor.pack(buf)
+    receiver.unpack(buf)
+    assert receiver.evaluate(1, True, 0) == 1.5 and np.array_equal(receiver.pack(), donor.pack())
+    assert receiver.received == [(1, 1.5, True)] and receiver.bytes_in == 4000 and donor.bytes_in == 0
+    buf[500:] = 9.0  # half of another state: not whole
+    receiver.unpack(buf)
+    assert receiver.received[-1] == (1, 1.5, False) and receiver.bytes_in == 8000
+
+
+def _planned_copies(rule: str, n: int, quantile: float = 0.25) -> int:
+    from evo.core.selection import truncation_size
+
+    return n - 1 if rule == "wta" else truncation_size(n, quantile)
 
 
 @pytest.mark.mpi
-@pytest.mark.timeout(300)
-def test_transport_smoke_writes_csv_and_png(tmp_path) -> None:
+@pytest.mark.timeout(400)
+def test_transport_smoke_rows_match_plans_and_bytes(tmp_path) -> None:
     if mpiexec_path() is None:
         pytest.skip("no mpiexec")
     r = run_module("evo.bench", "transport", "--smoke", "--ranks", "2", "3", "--out", str(tmp_path), "--timeout",
-                   "120", timeout=280)
+                   "180", timeout=390)
     assert r.returncode == 0, r.stderr[-3000:]
-    for col in ("mode", "exchange_ms_median", "idle_pct", "bytes_in_max"):
+    for col in ("transport", "exchange_ms_median", "idle_pct", "copies", "weights_bytes"):
         assert col in r.stdout
-    with open(tmp_path / "transport.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        columns = reader.fieldnames
-    assert columns is not None
-    for col in ("mb", "mode", "strategy", "ranks", "exchange_ms_median", "exchange_ms_max", "idle_pct",
-                "drain_pct", "bytes_in_max", "ctrl_bytes_in_median", "ctrl_bytes_in_max", "weights_bytes_in_mean",
-                "msgs_in_mean", "service_cpu_pct"):
-        assert col in columns, col
-    combos = {(row["mb"], row["mode"], row["strategy"], row["ranks"]) for row in rows}
-    expected = {(mb, mode, s, n) for mb in ("0.01", "0.05") for n in ("2", "3")
-                for mode, s in [("sync", "wta"), ("sync", "truncation"), ("sync", "truncation_collective"),
-                                ("async", "wta"), ("async", "truncation")]}
-    assert combos == expected
-    for row in rows:
-        assert float(row["exchange_ms_median"]) > 0 and 0 <= float(row["idle_pct"]) < 100
-        assert float(row["bytes_in_max"]) > 0 and float(row["msgs_in_mean"]) > 0
-        if row["mode"] == "async":
-            assert float(row["service_cpu_pct"]) < 50
+    rows = _read(tmp_path / "transport.csv")
     data = json.loads((tmp_path / "transport.json").read_text())
-    assert not data["failed"] and all(row["bad_copies"] == 0 for row in data["rows"])
+    transports = data["transports"]
+    assert set(transports) >= {"broadcast", "p2p", "subcomm", "hub"} and not data["failed"]
+    expected = [(mb, rule, t, n) for mb in ("0.01", "0.05") for rule in ("truncation", "wta") for t in transports
+                for n in ("2", "3")]
+    assert [(row["mb"], row["rule"], row["transport"], row["ranks"]) for row in rows] == expected
+    exchanging_gens = 3 - 1  # the last generation ends with its evaluation
+    for row in rows:
+        n, copies, flat = int(row["ranks"]), int(row["copies"]), int(row["flat_bytes"])
+        assert flat == 4 * round(float(row["mb"]) * 1e6 / 4)
+        assert int(row["weights_bytes"]) == copies * flat  # every planned copy arrived, once, whole
+        assert int(row["bad_copies"]) == 0
+        planned = _planned_copies(row["rule"], n) * exchanging_gens
+        if row["mode"] == "sync":  # the plan of every generation is carried out
+            assert copies == planned, row
+            assert float(row["copies_per_gen"]) == pytest.approx(copies / exchanging_gens)
+            assert float(row["exchange_ms_median"]) > 0
+        else:  # async: a member acts on each complete evaluation set at most once, if its donor is ahead
+            assert row["transport"] == "hub" and copies <= planned, row
+            assert float(row["service_cpu_pct"]) < 50
+        assert 0 <= float(row["idle_pct"]) < 100 and float(row["ctrl_bytes_in_median"]) > 0
+        # the busiest rank in its busiest generation received at least the average share of the weights
+        assert float(row["bytes_in_max"]) >= flat * copies / (n * 3)
     assert (tmp_path / "transport.png").stat().st_size > 10_000
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("flags", [["--no-exchange"], ["--generations", "1"]], ids=["no-exchange", "one-generation"])
+def test_transport_without_exchange_moves_nothing(tmp_path, flags) -> None:
+    if mpiexec_path() is None:
+        pytest.skip("no mpiexec")
+    r = run_module("evo.bench", "transport", "--smoke", "--ranks", "3", "--mb", "0.01", "--rules", "wta", *flags,
+                   "--out", str(tmp_path), "--timeout", "150", timeout=230)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = _read(tmp_path / "transport.csv")
+    assert len(rows) == len(json.loads((tmp_path / "transport.json").read_text())["transports"]) >= 4
+    for row in rows:
+        assert int(row["copies"]) == 0 and int(row["weights_bytes"]) == 0, row
+        assert float(row["copies_per_gen"]) == 0 and int(row["bad_copies"]) == 0

@@ -160,6 +160,28 @@ def _population_from_checkpoint(directory: Path) -> Population:
     return Population(scores, tests, sel, [])
 
 
+def run_generation(r: Run, gen: int) -> tuple[list[Outcome], Population | None] | None:
+    """(collective) One generation of every local member: train, evaluate (and the final
+    evaluation after the last generation), publish, decide, copy, apply, record. ``None`` if a stop
+    signal arrived on any rank during training: the generation is dropped."""
+    outcomes = [step.train(r, s, gen) for s in r.slots]
+    if comm_mod.agree(r.comm, any(o.stats.stopped for o in outcomes) or r.stop.requested):
+        return None
+    for o in outcomes:
+        step.evaluate(r, o)
+        if step.is_last(r, gen):
+            r.final_eval[o.slot.index] = step.final_evaluate(r, o.slot.member)
+    t_sel = time.perf_counter()
+    pop, mine = publish_and_decide(r, gen, outcomes)
+    t_ex = time.perf_counter()
+    donors = copy_and_apply(r, mine)
+    t_end = time.perf_counter()
+    t0 = min(o.t0 for o in outcomes)
+    r.gen_seconds.append(t_end - t0)
+    record(r, gen, outcomes, pop, donors, {"select": t_ex - t_sel, "exchange": t_end - t_ex, "generation": t_end - t0})
+    return outcomes, pop
+
+
 def catch_up(r: Run, gen: int, plan: Any) -> None:
     """(collective) A finished run extended with more generations: make the exploit that its last
     generation ``gen`` skipped because the run was ending, from the scores in the checkpoint, so the
@@ -210,23 +232,11 @@ def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | 
             if comm_mod.agree(comm, r.stop.requested):
                 exit_code = EXIT_PREEMPTED
                 break
-            t0 = time.perf_counter()
-            outcomes = [step.train(r, s, gen) for s in r.slots]
-            if comm_mod.agree(comm, any(o.stats.stopped for o in outcomes) or r.stop.requested):
+            done = run_generation(r, gen)
+            if done is None:
                 exit_code = EXIT_PREEMPTED  # this generation is dropped; the last checkpoint stands
                 break
-            for o in outcomes:
-                step.evaluate(r, o)
-                if step.is_last(r, gen):
-                    r.final_eval[o.slot.index] = step.final_evaluate(r, o.slot.member)
-            t_sel = time.perf_counter()
-            pop, mine = publish_and_decide(r, gen, outcomes)
-            t_ex = time.perf_counter()
-            donors = copy_and_apply(r, mine)
-            t_end = time.perf_counter()
-            r.gen_seconds.append(t_end - t0)
-            record(r, gen, outcomes, pop, donors,
-                   {"select": t_ex - t_sel, "exchange": t_end - t_ex, "generation": t_end - t0})
+            outcomes, pop = done
             last = pop
             _save_periodic_models(r, gen)
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
