@@ -59,10 +59,10 @@ def test_cli_writes_all_outputs(strategy: str, tmp_path: Path) -> None:
             nxt = next(r for r in rows if int(r["generation"]) == e["generation"] + 1
                        and int(r["member"]) == e["receiver"])
             assert float(nxt["hp_learning_rate"]) == pytest.approx(e["hparams_after"]["learning_rate"], rel=1e-12)
-    if strategy == "wta":
-        assert all(int(g["n_exploits"]) == 3 for g in gens)
-    else:
-        assert all(int(g["n_exploits"]) == 1 for g in gens)  # ceil(4 * 0.25) = 1
+    per_gen = 3 if strategy == "wta" else 1  # ceil(4 * 0.25) = 1
+    # the last generation ends with its evaluation: no exploit after it
+    assert [int(g["n_exploits"]) for g in gens] == [per_gen, per_gen, 0]
+    assert sorted({e["generation"] for e in lineage}) == [0, 1]
 
     from stable_baselines3 import PPO
 
@@ -80,11 +80,18 @@ def test_cli_writes_all_outputs(strategy: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_single_process_run_and_no_tb_writer(tmp_path: Path) -> None:
+    # a population of one is no PBT: refused with the fix, before anything is written
     res = run_module("evo.wta", *TINY, "--generations", "2", "--log-dir", str(tmp_path), "--exp-name", "solo",
                      "--no-tb-writer", timeout=100)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
+    assert "at least 2 members" in lines[0] and "mpiexec -n N" in lines[0] and "--num-agents N" in lines[0]
+    assert not (tmp_path / "solo").exists()
+    res = run_module("evo.wta", *TINY, "--generations", "2", "--num-agents", "2", "--log-dir", str(tmp_path),
+                     "--exp-name", "solo", "--no-tb-writer", timeout=100)
     assert res.returncode == 0, res.stderr[-3000:]
     run = tmp_path / "solo"
-    assert len(read_rows(run / "members.csv")) == 2
+    assert len(read_rows(run / "members.csv")) == 4
     assert not (run / "tb").exists()
     assert json.loads((run / "config.json").read_text())["config"]["tb_writer"] is False
 

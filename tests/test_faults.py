@@ -247,25 +247,42 @@ def _zero_first_half(data: bytes) -> bytes:
     return bytes(len(data) // 2) + data[len(data) // 2:]  # same size, but no longer a readable model
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize(("damage", "needle"), [(_truncate, "corrupt checkpoint"),
-                                                (_zero_first_half, "cannot load member checkpoint")])
-def test_resume_from_damaged_zip(damage, needle: str, finished_run: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _check_fallback(res, run: Path, why: str) -> None:  # type: ignore[no-untyped-def]
+    """--resume skipped the damaged newest checkpoint (one note naming it and why), kept it aside, went on
+    from the one before, and finished with every (generation, member) recorded once."""
+    assert res.returncode == 0, res.stderr[-3000:]
+    notes = [ln for ln in res.stderr.splitlines() if "skipped the damaged checkpoint gen_000002" in ln]
+    assert len(notes) == 1 and why in notes[0] and "gen_000002.damaged" in notes[0], res.stderr[-2000:]
+    assert "resumed at generation 1" in res.stdout
+    assert (run / "checkpoints" / "gen_000002.damaged").is_dir()  # moved aside, not deleted
+    pairs = sorted((int(r["generation"]), int(r["member"])) for r in csv.DictReader(open(run / "members.csv")))
+    assert pairs == [(g, m) for g in range(3) for m in range(2)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("damage", "why"), [(_truncate, "manifest says"), (_zero_first_half, "fails its CRC check")])
+def test_resume_falls_back_from_a_damaged_zip(damage, why: str, finished_run: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = _copy_run(finished_run, tmp_path)
     z = run / "checkpoints" / "gen_000002" / "member_001.zip"
     z.write_bytes(damage(z.read_bytes()))
-    before = (run / "members.csv").read_text()
-    res = _resume(tmp_path)
-    assert_clean_failure(res, tmp_path, needle)
-    assert (run / "members.csv").read_text() == before  # nothing rewritten by a failed resume
+    _check_fallback(_resume(tmp_path), run, why)
+
+
+@pytest.mark.timeout(120)
+def test_resume_falls_back_from_a_damaged_manifest(finished_run: Path, tmp_path: Path) -> None:
+    run = _copy_run(finished_run, tmp_path)
+    (run / "checkpoints" / "gen_000002" / "member_000.manifest.json").write_text("{not json")
+    _check_fallback(_resume(tmp_path), run, "corrupt checkpoint manifest")
 
 
 @pytest.mark.timeout(90)
-def test_resume_from_bad_manifest(finished_run: Path, tmp_path: Path) -> None:
+def test_resume_without_an_intact_checkpoint_is_one_line(finished_run: Path, tmp_path: Path) -> None:
     run = _copy_run(finished_run, tmp_path)
-    (run / "checkpoints" / "gen_000002" / "manifest.json").write_text("{not json")
+    for g in (1, 2):
+        (run / "checkpoints" / f"gen_{g:06d}" / "manifest.json").write_text("{not json")
     res = _resume(tmp_path)
-    assert_clean_failure(res, tmp_path, "corrupt checkpoint manifest")
+    assert_clean_failure(res, tmp_path, "no complete checkpoint")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["gen_000001.damaged", "gen_000002.damaged"]
 
 
 @pytest.mark.timeout(90)

@@ -27,6 +27,7 @@ import random
 import re
 import shutil
 import time
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,20 @@ def read_member_manifest(directory: Path, index: int) -> dict[str, Any]:
             raise CheckpointError(
                 f"corrupt checkpoint {directory}: {f.name} has {f.stat().st_size} bytes, manifest says {entry['bytes']}"
             )
+    _check_zip(directory / files["zip"]["name"])
     return manifest
+
+
+def _check_zip(path: Path) -> None:
+    """Every member of the model zip reads back with its CRC (a damaged file of the right size)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise CheckpointError(f"corrupt checkpoint {path.parent}: {path.name} is not a readable zip "
+                              f"({type(exc).__name__})") from None
+    if bad is not None:
+        raise CheckpointError(f"corrupt checkpoint {path.parent}: {path.name} fails its CRC check ({bad})")
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
