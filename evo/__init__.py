@@ -1,12 +1,8 @@
-"""evo: population-based training for reinforcement learning, driven by MPI."""
+"""evo: population-based training for reinforcement learning, driven by MPI.
 
-import sys as _sys
-
-# ProcGen needs the old ``gym`` package at import time, and stable-baselines3 imports it when it
-# is installed; on import ``gym`` prints a multi-line deprecation notice to stderr, once per MPI
-# rank. evo uses Gymnasium throughout, so that notice is only noise: block the notice module
-# (gym catches the ImportError and carries on).
-if "gym" not in _sys.modules:
-    _sys.modules.setdefault("gym_notices", None)  # type: ignore[arg-type]
+(ProcGen needs the old ``gym`` package, which stable-baselines3 imports whenever it is installed;
+evo pins ``gym-notices==0.0.8``, whose notices say nothing for gym 0.26.2, so neither evo nor a
+plain ``import stable_baselines3`` in its environment prints gym's "unmaintained" banner.)
+"""
 
 __version__ = "0.1.0"

@@ -55,7 +55,12 @@ class GenerationCallback(BaseCallback):
 
 def planned_env_steps(cfg: Any, default: int = 1_000_000) -> int:
     """Env steps a member trains in its whole run (generations x steps per generation), the horizon
-    of schedules such as DQN's exploration; ``default`` when the config does not say."""
+    of schedules such as DQN's exploration; ``default`` when the config does not say. A resumed run
+    keeps the horizon it was first planned with (``horizon_env_steps``), so a resume that adds
+    generations continues the schedules instead of stretching them."""
+    horizon = int(getattr(cfg, "horizon_env_steps", 0) or 0)
+    if horizon > 0:
+        return horizon
     generations = int(getattr(cfg, "generations", 0) or 0)
     per_generation = int(getattr(cfg, "steps_per_generation", 0) or 0)
     if generations > 0 and per_generation > 0:

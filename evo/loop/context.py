@@ -24,6 +24,11 @@ class Slot:
 
     member: Learner
     tb: TensorBoard
+    failures: int = 0
+    """Generations in a row this member failed."""
+    broken_envs: bool = False
+    """Its training envs raised: rebuilt when it next receives a copy."""
+    rebuilds: int = 0
 
     @property
     def index(self) -> int:

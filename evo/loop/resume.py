@@ -15,13 +15,13 @@ from evo.records import write_json
 
 RESUME_MAY_CHANGE = frozenset({
     "generations", "num_timesteps", "checkpoint_every", "save_every", "verbose", "threads", "tb_writer",
-    "resume", "overwrite", "log_dir", "exp_name",
+    "resume", "overwrite", "log_dir", "exp_name", "watchdog_s",
 })
 """Settings a ``--resume`` may change: they decide how long and how loudly a run goes, not what it
 computes. ``hyperparams`` and ``param_file`` are paths: their *contents* (``search_space``,
 ``set_hparams``) are compared instead."""
 COMPARED_BY_CONTENT = frozenset({"hyperparams", "param_file"})
-NOT_COMPARED = frozenset({"resume", "overwrite", "log_dir", "exp_name"})
+NOT_COMPARED = frozenset({"resume", "overwrite", "log_dir", "exp_name", "horizon_env_steps"})
 """Where and how the run was started, not what it computes (a moved run dir still resumes)."""
 
 
