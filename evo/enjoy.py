@@ -18,6 +18,11 @@ actions) and the algorithm (``config.algo``, default PPO) come from the run's ``
 A ``VecNormalize`` statistics file next to the model (same stem + ``.vecnormalize.pkl``) is
 loaded frozen, with raw rewards, so the printed returns are the env's own.
 
+Where recordings go: ``--gif`` alone writes ``RUN_DIR/winner.gif`` (``member_KKK.gif``,
+``member_KKK_gen_G.gif`` for ``--member K [--generation G]``), which ``evo.report RUN_DIR`` shows; a bare
+file name (``--gif best.gif``) also goes into the run directory; a path with a folder in it (``./x.gif``,
+``out/x.gif``, ``/tmp/x.gif``) is used as given. ``--mp4`` likewise (``winner.mp4``).
+
 Frames and the GIF / MP4 files: see :mod:`evo.recorder`.
 """
 
@@ -57,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pick the most likely action (default: the run's evaluation mode)")
     p.add_argument("--test-levels", action="store_true",
                    help="ProcGen: play held-out levels (outside the run's training levels)")
-    p.add_argument("--gif", metavar="FILE", default=None, help="record the frames as an animated GIF")
-    p.add_argument("--mp4", metavar="FILE", default=None, help=f"record the frames as an MP4 ({VIDEO_HINT})")
+    where = ("alone: RUN_DIR/winner.{0} for the best model (where evo.report finds it), RUN_DIR/member_KKK.{0} "
+             "with --member; a bare file name also goes into RUN_DIR; a path with a folder (./x.{0}, out/x.{0}) is "
+             "used as given")
+    p.add_argument("--gif", metavar="FILE", nargs="?", const="", default=None,
+                   help="record the frames as an animated GIF; " + where.format("gif"))
+    p.add_argument("--mp4", metavar="FILE", nargs="?", const="", default=None,
+                   help=f"record the frames as an MP4 ({VIDEO_HINT}); " + where.format("mp4"))
     p.add_argument("--fps", type=float, default=30.0, help="frames per second of the recording (default: 30)")
     p.add_argument("--scale", type=int, default=None,
                    help="integer upscaling of the frames (default: 4 for ProcGen's 64x64 frames, else 1)")
@@ -89,8 +99,35 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--scale must be an integer >= 1, got {args.scale}")
     if args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.gif is not None and args.mp4 is not None and Path(args.gif).resolve() == Path(args.mp4).resolve():
+
+
+def default_stem(member: int | None, generation: int | None) -> str:
+    """The recording's name without suffix: ``winner`` (the best model), ``member_KKK`` or ``member_KKK_gen_G``."""
+    if member is None:
+        return "winner"
+    return f"member_{member:03d}" + (f"_gen_{generation}" if generation is not None else "")
+
+
+def output_path(run_dir: Path, value: str | None, stem: str, suffix: str) -> Path | None:
+    """Where ``--gif``/``--mp4 value`` writes: None if not asked; ``run_dir/<stem><suffix>`` for the bare
+    flag; ``run_dir/value`` for a bare file name; ``value`` itself if it names a folder too."""
+    if value is None:
+        return None
+    if value == "":
+        return run_dir / f"{stem}{suffix}"
+    return run_dir / value if Path(value).name == value else Path(value)
+
+
+def recording_paths(args: argparse.Namespace, run_dir: Path) -> tuple[Path | None, Path | None]:
+    """The GIF and MP4 targets; a :class:`ConfigError` if one is a folder or both are the same file."""
+    stem = default_stem(args.member, args.generation)
+    gif, mp4 = output_path(run_dir, args.gif, stem, ".gif"), output_path(run_dir, args.mp4, stem, ".mp4")
+    for flag, path in (("--gif", gif), ("--mp4", mp4)):
+        if path is not None and path.is_dir():
+            raise ConfigError(f"{flag} {path} is a folder: name a file")
+    if gif is not None and mp4 is not None and gif.resolve() == mp4.resolve():
         raise ConfigError("--gif and --mp4 name the same file")
+    return gif, mp4
 
 
 # -- the run directory ------------------------------------------------------------------------------
@@ -264,6 +301,7 @@ def enjoy(args: argparse.Namespace) -> int:
     meta = read_run(run_dir)
     cfg = meta["config"]
     model_path, what = choose_model(run_dir, meta, args.member, args.generation)
+    gif, mp4 = recording_paths(args, run_dir)
     cls = algo_class(cfg)
     seed = int(args.seed if args.seed is not None else cfg.get("seed", 0))
     deterministic = default_deterministic(meta) if args.deterministic is None else bool(args.deterministic)
@@ -271,9 +309,9 @@ def enjoy(args: argparse.Namespace) -> int:
 
     procgen = procgen_game(str(cfg["env_id"])) is not None
     recorder = None
-    if args.gif is not None or args.mp4 is not None:
+    if gif is not None or mp4 is not None:
         scale = args.scale if args.scale is not None else (4 if procgen else 1)
-        recorder = Recorder(args.gif, args.mp4, args.fps, scale, args.max_frames)
+        recorder = Recorder(gif, mp4, args.fps, scale, args.max_frames)
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame-rendered envs: no sound device, no warning

@@ -115,7 +115,8 @@ def gif_frame_count(path: Path) -> int:
 class Recorder:
     """Collects frames (upscaled by ``scale``) into GIF / MP4 files written atomically on :meth:`finish`."""
 
-    def __init__(self, gif: str | None, mp4: str | None, fps: float, scale: int, max_frames: int) -> None:
+    def __init__(self, gif: str | Path | None, mp4: str | Path | None, fps: float, scale: int,
+                 max_frames: int) -> None:
         self.fps = fps
         self.scale = scale
         self.max_frames = max_frames

@@ -235,6 +235,61 @@ def test_mp4(cartpole: Path, bigfish: Path, tmp_path: Path, capsys: pytest.Captu
     assert read_mp4(mp4).shape == (min(length, 30), 256, 256, 3)  # MP4 keeps every frame
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_bare_gif_goes_into_the_run_and_the_report_shows_it(bigfish: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``--gif`` alone writes RUN/winner.gif and a bare name RUN/NAME, never the working directory; the
+    report of that run then shows the GIF."""
+    from evo.report import make_report
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    winner = bigfish / "winner.gif"
+    winner.unlink(missing_ok=True)
+    code, out, err = call(capsys, str(bigfish), "--gif", "--episodes", "1", "--max-frames", "12", "--seed", "3")
+    assert code == 0, err
+    assert f"wrote {winner}: " in out and winner.is_file()
+    code, out, err = call(capsys, str(bigfish), "--episodes", "1", "--max-frames", "12", "--gif", "named.gif")
+    assert code == 0, err
+    assert (bigfish / "named.gif").is_file() and f"wrote {bigfish / 'named.gif'}: " in out
+    code, out, err = call(capsys, str(bigfish), "--episodes", "1", "--max-frames", "12", "--gif", "./here.gif")
+    assert code == 0, err
+    assert (cwd / "here.gif").is_file() and not (bigfish / "here.gif").exists()  # a path with a folder: as given
+    assert sorted(p.name for p in cwd.iterdir()) == ["here.gif"]
+    (bigfish / "named.gif").unlink()
+    report = tmp_path / "report"
+    make_report([str(bigfish)], report, reps=100)
+    assert (report / "winner_bf.gif").read_bytes() == winner.read_bytes()
+    assert 'src="winner_bf.gif"' in (report / "index.html").read_text()
+    assert "## Scores at the budget" in (report / "summary.md").read_text()  # one run, no baseline
+
+
+def test_where_recordings_go(tmp_path: Path) -> None:
+    """The path rule of --gif/--mp4, without playing anything."""
+    run = tmp_path / "run"
+    run.mkdir()
+    args = enjoy.build_parser().parse_args([str(run), "--gif"])
+    assert args.gif == "" and args.mp4 is None
+    assert enjoy.recording_paths(args, run) == (run / "winner.gif", None)
+    args = enjoy.build_parser().parse_args([str(run), "--member", "2", "--generation", "5", "--gif", "--mp4"])
+    assert enjoy.recording_paths(args, run) == (run / "member_002_gen_5.gif", run / "member_002_gen_5.mp4")
+    assert enjoy.default_stem(1, None) == "member_001"
+    assert enjoy.output_path(run, "clip.gif", "winner", ".gif") == run / "clip.gif"
+    assert enjoy.output_path(run, "./clip.gif", "winner", ".gif") == Path("clip.gif")
+    assert enjoy.output_path(run, "out/clip.gif", "winner", ".gif") == Path("out/clip.gif")
+    assert enjoy.output_path(run, str(tmp_path / "abs.gif"), "winner", ".gif") == tmp_path / "abs.gif"
+    assert enjoy.output_path(run, None, "winner", ".gif") is None
+    with pytest.raises(enjoy.ConfigError, match="--gif and --mp4 name the same file"):
+        enjoy.recording_paths(enjoy.build_parser().parse_args([str(run), "--gif", "x", "--mp4", "x"]), run)
+    (run / "folder").mkdir()
+    with pytest.raises(enjoy.ConfigError, match="is a folder: name a file"):
+        enjoy.recording_paths(enjoy.build_parser().parse_args([str(run), "--gif", "folder"]), run)
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.mpi
@@ -268,7 +323,7 @@ def test_bad_input(cartpole: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert_bad(code, err, "has no best_model.zip")
     assert "--member K" in err
     code, _, err = call(capsys, str(run), "--member", "0")
-    assert_bad(code, err, "has no complete checkpoint")
+    assert_bad(code, err, "has no checkpoint of member 0 (checkpoints/gen_*/member_000.manifest.json)")
     # The same through the command: exit code 2, one line, no traceback.
     r = run_cmd([sys.executable, "-m", "evo.enjoy", cp, "--episodes", "-3"], timeout=60)
     assert_bad(r.returncode, r.stderr, "--episodes must be >= 1")

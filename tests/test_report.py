@@ -181,11 +181,60 @@ def test_methods_table_on_real_runs(report: Path, runs: Path) -> None:
     assert rows["wta, all members"]["median (min to max)"] == f"{population:.2f}"
     base = [float(r["score"]) for r in read(runs / "base" / "members.csv") if r["env_steps"] == budget]
     assert rows["baseline (cartpole)"]["mean"] == f"{sum(base) / 2:.2f}"  # 768 is not the baseline's end
-    assert rows["wta"]["P(improvement over baseline (cartpole))"].endswith("(point estimate; no CI: n = 1 vs 2)")
+    # the selected member is the best of 4 members, each baseline seed one: marked, and no best-of-4 row from 2 seeds
+    assert rows["wta"]["P(improvement over baseline (cartpole))"].endswith(
+        "(point estimate; no CI: n = 1 vs 2; not compute-matched)")
+    assert "`baseline (cartpole)` has 2 seed(s), fewer than the population size 4: no compute-matched best-of-4 " \
+           "row." in text
     assert "IQM" not in text and "[95% CI]" not in text
     assert ("`final_eval`" in text) == bool(final) and ("**optimistic**" in text) == (not final)
     ref = json.loads((report / "report.json").read_text())["tasks"][0]["reference"]
     assert 5.0 < ref["score"] < 60.0 and ref["episodes"] >= 2  # random CartPole: ~22 per episode
+
+
+@pytest.fixture(scope="module")
+def base4(runs: Path) -> Path:
+    """A 4-seed baseline with the PBT run's --seed (0) that ends at its budget: a best-of-4 draw."""
+    out = runs / "base4"
+    if not (out / "summary.json").exists():
+        res = run_mpi(4, "evo.baseline", "--env-id", "CartPole-v1", "--n-envs", "2", "--n-steps", "128",
+                      "--num-timesteps", str(PBT_GENERATIONS * 256), "--eval-every", "256", "--eval-episodes", "2",
+                      "--log-dir", str(runs), "--exp-name", "base4", "--checkpoint-every", "0", "--no-tb-writer",
+                      "--overwrite", timeout=240)
+        assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_best_of_n_baseline_row_on_real_runs(runs: Path, base4: Path, tmp_path: Path) -> None:
+    """A 4-member PBT run and a 4-seed baseline: the baseline's best of 4 seeds is the seed with the best score
+    at the last evaluation (members.csv), scored on the final evaluation's fresh episodes (summary.json), the
+    same episodes as PBT's selected member (same --seed)."""
+    out = tmp_path / "report"
+    res = run_module("evo.report", str(runs / "pbt"), str(base4), "--out", str(out), "--reps", "200", timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = (out / "summary.md").read_text()
+    rows = {r["method"]: r for r in md_section_table(text, "## Did PBT beat the baseline?")}
+    label = "baseline (cartpole), best of 4 seeds"
+    last = sorted((r for r in read(base4 / "members.csv") if r["generation"] == str(PBT_GENERATIONS - 1)),
+                  key=lambda r: int(r["member"]))
+    scores = [float(r["score"]) for r in last]
+    chosen = min(range(4), key=lambda m: (-scores[m], m))  # the highest score; ties to the lowest member
+    final = json.loads((base4 / "summary.json").read_text())["final_eval"]
+    pbt_final = json.loads((runs / "pbt" / "summary.json").read_text())["final_eval"]
+    assert rows[label]["runs (n)"] == "1" and rows[label]["members per run"] == "best of 4"
+    assert rows["wta"]["members per run"] == "best of 4" and rows["baseline (cartpole)"]["members per run"] == "1"
+    assert rows[label]["median (min to max)"] == f"{final['scores'][chosen]:.2f}"
+    assert rows["wta"][f"P(improvement over {label})"].endswith("(point estimate; no CI: n = 1 vs 1)")
+    assert final["seed"] == pbt_final["seed"] and final["episodes"] == pbt_final["episodes"]
+    assert f"`wta` and `{label}` are scored on the same fresh episodes (final-evaluation seed {final['seed']})." \
+        in text
+    data = json.loads((out / "report.json").read_text())
+    m = next(x for x in data["tasks"][0]["methods"] if x["label"] == label)
+    assert m["compute_matched"] and m["samples"][0]["chosen_from"] == [f"base4/{k}" for k in range(4)]
+    assert m["samples"][0]["run"] == f"base4/{chosen}"
 
 
 @pytest.mark.mpi
@@ -285,8 +334,9 @@ RANDOM = {"score": 21.5, "episodes": 100}
 
 def write_run(path: Path, scores: list[list[float | None]], points: list[int], *, strategy: str = "truncation",
               best: list[int] | None = None, config: dict | None = None, summary: dict | None = None,
-              random_policy: dict | None = RANDOM) -> Path:
-    """A run directory as evo writes it: ``scores[g][m]`` is member m's score at ``points[g]`` env steps."""
+              random_policy: dict | None = RANDOM, tests: list[list[float]] | None = None) -> Path:
+    """A run directory as evo writes it: ``scores[g][m]`` is member m's score at ``points[g]`` env steps
+    (``tests[g][m]`` its held-out score, if given)."""
     path.mkdir(parents=True)
     n = len(scores[0])
     cfg = {**BASE_CONFIG, "strategy": strategy, "seed": 0, "exp_name": path.name, "log_dir": str(path.parent),
@@ -300,10 +350,11 @@ def write_run(path: Path, scores: list[list[float | None]], points: list[int], *
     with open(path / "members.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["generation", "member", "score", "failed", "env_steps", "total_env_steps", "copied_from",
-                    "hp_learning_rate"])
+                    "hp_learning_rate", *(["test_score"] if tests is not None else [])])
         for g, row in enumerate(scores):
             for m, s in enumerate(row):
-                w.writerow([g, m, "" if s is None else repr(s), int(s is None), points[g], n * points[g], -1, 1e-3])
+                w.writerow([g, m, "" if s is None else repr(s), int(s is None), points[g], n * points[g], -1, 1e-3,
+                            *([repr(tests[g][m])] if tests is not None else [])])
     with open(path / "generations.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["generation", "env_steps", "total_env_steps", "best_score", "mean_score", "worst_score",
@@ -465,7 +516,8 @@ def test_summary_says_which_score_was_used(tmp_path: Path) -> None:
            "(summary.json `final_eval`, 40 episodes each)" in text
     assert "`truncation (quantile=0.25)`: the selected member's score; 1 of 1 from the evaluation at the budget " \
            "(5 episodes): the same episodes the member was selected on, so **optimistic**" in text
-    rows = {r["method"]: r for r in md_section_table(text, "Did PBT beat the baseline?")}
+    assert "Did PBT beat the baseline?" not in text  # no baseline: the section says what it shows instead
+    rows = {r["method"]: r for r in md_section_table(text, "## Scores at the budget")}
     assert rows["truncation (quantile=0.5)"]["median (min to max)"] == "9.00"
     assert rows["truncation (quantile=0.5), all members"]["mean"] == "3.50"
     assert rows["truncation (quantile=0.25)"]["median (min to max)"] == "4.00"
@@ -561,20 +613,25 @@ def test_report_end_to_end_on_fake_runs(tmp_path: Path) -> None:
     rows = md_section_table(text, "Did PBT beat the baseline?")
     header = list(rows[0])
     # 3 runs and 4 seeds: no IQM and no interval anywhere (see test_report_small_n.py for 5 runs)
-    assert header == ["method", "runs (n)", "env steps per member", "median (min to max)", "mean",
-                      "P(improvement over my baseline)"]
+    assert header == ["method", "runs (n)", "members per run", "env steps per member", "median (min to max)", "mean",
+                      "P(improvement over my baseline)", "P(improvement over my baseline, best of 2 seeds)"]
     by = {r["method"]: r for r in rows}
     assert [r["method"] for r in rows] == ["truncation", "truncation, all members", "my baseline",
-                                           "random policy (reference)"]
+                                           "my baseline, best of 2 seeds", "random policy (reference)"]
     assert by["truncation"]["runs (n)"] == "3" and by["my baseline"]["runs (n)"] == "4"
     assert by["truncation"]["median (min to max)"] == "31.00 (30.00 to 32.00)"
     assert by["my baseline"]["mean"] == f"{62 / 4:.2f}"
     # P(truncation > my baseline): 30, 31, 32 each beat 10, 12, 29, 11 -> 1.0; the population means
     # 20, 20.5, 21 each beat 10, 12, 11 but not 29 -> 0.75
-    assert by["truncation"]["P(improvement over my baseline)"] == "1.00 (point estimate; no CI: n = 3 vs 4)"
+    assert by["truncation"]["P(improvement over my baseline)"] == \
+        "1.00 (point estimate; no CI: n = 3 vs 4; not compute-matched)"
     assert by["truncation, all members"]["P(improvement over my baseline)"] == \
         "0.75 (point estimate; no CI: n = 3 vs 4)"
     assert by["my baseline"]["P(improvement over my baseline)"] == "—"
+    # best of 2 seeds (groups [10, 12] and [29, 11] keep 12 and 29): compute-matched with the selected member
+    assert by["my baseline, best of 2 seeds"]["median (min to max)"] == "20.50 (12.00 to 29.00)"
+    assert by["truncation"]["P(improvement over my baseline, best of 2 seeds)"] == \
+        "1.00 (point estimate; no CI: n = 3 vs 2)"
     assert by["random policy (reference)"]["mean"] == "21.50 (mean of 100 episodes)"
     assert "my baseline" in stdout and "P(improvement over my baseline)" in stdout and "random policy" in stdout
     data = json.loads((out / "report.json").read_text())

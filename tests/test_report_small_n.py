@@ -99,14 +99,16 @@ def test_three_runs_show_no_ci_and_no_iqm(tmp_path: Path) -> None:
         assert not CI.search(text), (where, CI.search(text))
     assert "[95% CI]" not in summary and REASON in summary.lower() and REASON in page.lower()
     rows = {r["method"]: r for r in md_section_table(summary, "Did PBT beat the baseline?")}
-    assert list(rows["truncation"]) == ["method", "runs (n)", "env steps per member", "median (min to max)", "mean",
-                                        "P(improvement over baseline (cartpole))"]
+    assert list(rows["truncation"]) == ["method", "runs (n)", "members per run", "env steps per member",
+                                        "median (min to max)", "mean", "P(improvement over baseline (cartpole))",
+                                        "P(improvement over baseline (cartpole), best of 2 seeds)"]
     assert rows["truncation"]["runs (n)"] == "3" and rows["baseline (cartpole)"]["runs (n)"] == "4"
     assert rows["truncation"]["median (min to max)"] == "13.00 (10.00 to 16.00)"
     assert rows["baseline (cartpole)"]["median (min to max)"] == "8.00 (5.00 to 11.00)"
     p = fractions_won(selected, seeds)
     assert rows["truncation"]["P(improvement over baseline (cartpole))"] == \
-        f"{p:.2f} (point estimate; no CI: n = 3 vs 4)"
+        f"{p:.2f} (point estimate; no CI: n = 3 vs 4; not compute-matched)"
+    assert rows["baseline (cartpole), best of 2 seeds"]["median (min to max)"] == "9.00 (7.00 to 11.00)"
     data = json.loads(raw)
     assert all(v is None for k, v in walk(data) if k == "ci")
     methods = {m["label"]: m for m in data["tasks"][0]["methods"]}
@@ -128,16 +130,20 @@ def test_three_runs_show_no_ci_and_no_iqm(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_five_runs_show_iqm_with_ci(tmp_path: Path) -> None:
-    pbt, base, selected, seeds = make_runs(tmp_path, 5, 5)
+    """5 PBT runs of 2 members and 10 baseline seeds (so 5 runs of its best of 2 seeds too)."""
+    pbt, base, selected, seeds = make_runs(tmp_path, 5, 10)
     out, stdout = make_fake_report(tmp_path, [*pbt, base])
     summary = (out / "summary.md").read_text()
     assert "IQM [95% CI]" in stdout and "IQM [95% CI]" in (out / "index.html").read_text()
     assert REASON not in summary.lower()
     rows = {r["method"]: r for r in md_section_table(summary, "Did PBT beat the baseline?")}
-    assert list(rows["truncation"]) == ["method", "runs (n)", "env steps per member", "IQM [95% CI]",
-                                        "median (min to max)", "mean",
-                                        "P(improvement over baseline (cartpole)) [95% CI]"]
-    for label, scores in (("truncation", selected), ("baseline (cartpole)", seeds)):
+    assert list(rows["truncation"]) == ["method", "runs (n)", "members per run", "env steps per member",
+                                        "IQM [95% CI]", "median (min to max)", "mean",
+                                        "P(improvement over baseline (cartpole)) [95% CI]",
+                                        "P(improvement over baseline (cartpole), best of 2 seeds) [95% CI]"]
+    best_of_2 = seeds[1::2]  # seeds score 5, 7, 9, ...: each pair keeps its second
+    for label, scores in (("truncation", selected), ("baseline (cartpole)", seeds),
+                          ("baseline (cartpole), best of 2 seeds", best_of_2)):
         cell = rows[label]["IQM [95% CI]"]
         assert CI.search(cell) and cell.startswith(f"{iqm(scores):.2f} ["), cell
     assert CI.search(rows["truncation"]["P(improvement over baseline (cartpole)) [95% CI]"])
@@ -151,7 +157,7 @@ def test_five_runs_show_iqm_with_ci(tmp_path: Path) -> None:
     imp = next(i for i in data["tasks"][0]["improvement"] if i["method"] == "truncation")
     assert imp["value"] == fractions_won(selected, seeds) and len(imp["ci"]) == 2 and imp["note"] is None
     fig, left, right = plot_axes(tmp_path, [*pbt, base])
-    assert len(errorbars(left)) == 3 and bands(right) == 3  # selected, all members, baseline: 5 runs each
+    assert len(errorbars(left)) == 4 and bands(right) == 4  # selected, all members, baseline, best of 2: 5 runs+
     assert "IQM [95% CI]" in [t.get_text() for t in left.get_legend().get_texts()]
     assert "95% CI" in right.get_title()
     close(fig)
@@ -169,8 +175,10 @@ def test_mixed_run_counts_keep_the_ci_only_where_there_are_five(tmp_path: Path) 
     assert rows["truncation"]["IQM [95% CI]"] == "— (fewer than 5 runs)"
     assert rows["truncation"]["median (min to max)"] == "13.00 (10.00 to 16.00)"
     assert CI.search(rows["baseline (cartpole)"]["IQM [95% CI]"])
-    assert rows["truncation"]["P(improvement over baseline (cartpole))"].endswith("(point estimate; no CI: n = 3 vs 5)")
-    assert "`truncation`, `truncation, all members`: Fewer than 5 runs" in summary
+    assert rows["truncation"]["P(improvement over baseline (cartpole))"].endswith(
+        "(point estimate; no CI: n = 3 vs 5; not compute-matched)")
+    assert "`truncation`, `truncation, all members`, `baseline (cartpole), best of 2 seeds`: Fewer than 5 runs" \
+        in summary
     methods = {m["label"]: m for m in json.loads((out / "report.json").read_text())["tasks"][0]["methods"]}
     assert "iqm" not in methods["truncation"] and methods["baseline (cartpole)"]["statistic"] == "iqm"
     fig, left, _ = plot_axes(tmp_path, [*pbt, base])

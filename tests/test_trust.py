@@ -94,7 +94,7 @@ def test_random_streams_are_distinct_per_purpose() -> None:
     values = [tuple(v) for v in draws.values()]
     assert len(set(values)) == len(values)
     purposes = {seeds.train_seed(0, 0, 2), seeds.eval_seed(0, 2, 0), seeds.eval_seed(0, 2, 0, test_levels=True),
-                seeds.env_seed(0, 0, 2), seeds.final_eval_seed(0)}
+                seeds.env_seed(0, 0, 2), seeds.final_eval_seed()}
     assert len(purposes) == 5
 
 

@@ -15,7 +15,8 @@ purpose            key                                     used for
 ``EVAL_TEST``      ``(seed, EVAL_TEST, generation[, m])``  held-out-level evaluation episodes
 ``ENV``            ``(seed, ENV, member, which)``          building a member's envs
 ``REFERENCE``      ``(seed, REFERENCE)``                   the random-policy reference's actions
-``FINAL``          ``(seed, FINAL)``                       the final evaluation on unseen episodes
+``FINAL``          ``(FINAL,)``                            the final evaluation on unseen episodes (shared
+                                                          by every run, whatever its seed)
 =================  ======================================  =============================================
 """
 
@@ -64,6 +65,14 @@ def env_seed(seed: int, member: int, which: int = 0) -> int:
     return derive_seed(seed, ENV, member, which)
 
 
-def final_eval_seed(seed: int) -> int:
-    """Episodes of the final evaluation: the same for every member, used by no selection."""
+def final_eval_seed() -> int:
+    """Episodes of the final evaluation: the same for every member of every run (whatever its
+    ``--seed``, so PBT runs and baselines on a task are scored on one shared set), used by no
+    selection (selection's sets come from ``(seed, EVAL, generation)``)."""
+    return derive_seed(FINAL)
+
+
+def legacy_final_eval_seed(seed: int) -> int:
+    """The final evaluation's seed of runs made before it was shared by all runs (for reports of
+    old run directories whose summary.json does not record it)."""
     return derive_seed(seed, FINAL)

@@ -17,6 +17,9 @@ from evo.records import write_json
 EXIT_PREEMPTED = 75
 """Exit code after a stop signal (SIGTERM/SIGUSR1): checkpointed, resume with ``--resume``
 (75 is EX_TEMPFAIL: "try again later")."""
+EXIT_STALLED = 76
+"""Exit code of a rank whose progress watchdog fired (no generation or interval completed in time:
+a silent network or a lost node; :mod:`evo.loop.watchdog`): requeue and resume, like 75."""
 
 
 def finish(r: Run, pop: Population | None, wall: float, extra: Mapping[str, Any] | None = None) -> None:
@@ -61,7 +64,7 @@ def finish(r: Run, pop: Population | None, wall: float, extra: Mapping[str, Any]
         "final_scores": [nan_none(s) for s in scores], "final_test_scores": [nan_none(t) for t in tests],
         "env_steps_per_member": r.slots[0].member.num_timesteps,
         "final_eval": {"scores": [nan_none(v) for v in final], "episodes": cfg.eval_episodes,
-                       "seed": final_eval_seed(cfg.seed), "paired": True,
+                       "seed": final_eval_seed(), "paired": True,
                        "note": "fresh episodes never used for selection (the same episodes for every member), "
                                "after the last generation (which ends with its evaluation: no exploit after it)"},
         "wall_s": wall, "strategy": cfg.strategy, **(dict(extra) if extra else {}),

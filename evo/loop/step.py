@@ -106,7 +106,7 @@ def evaluate(r: Run, o: Outcome) -> None:
 def final_evaluate(r: Run, member: Learner) -> float:
     """The member on fresh episodes that no selection ever saw (the same for every member)."""
     cfg = r.cfg
-    return member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, seeds.final_eval_seed(cfg.seed))
+    return member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, seeds.final_eval_seed())
 
 
 def apply_copy(slot: Slot, state: np.ndarray, hparams: Mapping[str, Any]) -> None:

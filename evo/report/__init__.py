@@ -1,13 +1,16 @@
 """Plots, statistics and a Markdown/HTML summary from evo's own records (no TensorBoard needed).
 
-``python -m evo.report RUN [RUN ...] --out DIR`` answers "did PBT beat the baseline?". A ``RUN``
+``python -m evo.report RUN [RUN ...] --out DIR`` answers "did PBT beat the baseline?" (given one). A ``RUN``
 is a run directory (see :mod:`evo.records` for its layout) or ``LABEL=RUN_DIR`` to name its method.
 It writes into ``DIR``:
 
-``summary.md``            per method: runs (n), median with the range of the run scores, mean, and with 5 or
-                          more runs the IQM with a stratified-bootstrap 95 % CI; the probability of improvement
-                          over each baseline (a CI only with 5 or more runs on both sides); all at one env-step
-                          budget per member; the random-policy reference; notes; then a table per run
+``summary.md``            per method: runs (n), members per run, median with the range of the run scores, mean,
+                          and with 5 or more runs the IQM with a stratified-bootstrap 95 % CI; per baseline also
+                          its compute-matched row, the best of N seeds (N: the PBT population size); the
+                          probability of improvement over each baseline row (a CI only with 5 or more runs on
+                          both sides; marked where not compute-matched); all at one env-step budget per member;
+                          the random-policy reference; notes; then a table per run. Without a baseline (or
+                          without PBT) the section is "Scores at the budget" and says what it shows
 ``index.html``            the same tables with every plot (and the winner's GIF), one self-contained page
 ``scores.png``            score vs env steps per member: per PBT run its best and mean member, per
                           baseline (or replay) run the mean over seeds with a min-max band
@@ -20,7 +23,8 @@ It writes into ``DIR``:
 
 The package, by concern: :mod:`~evo.report.runs` (reading a run directory, the winner's ancestry and
 schedule, one run's numbers), :mod:`~evo.report.methods` (runs grouped into methods),
-:mod:`~evo.report.samples` (the budget and one score per run), :mod:`~evo.report.stats` (rliable, and
+:mod:`~evo.report.samples` (the budget and one score per run), :mod:`~evo.report.matched` (a
+baseline's best of N seeds, the compute-matched row), :mod:`~evo.report.stats` (rliable, and
 the small-sample rule), :mod:`~evo.report.compare` (one task, several tasks, the random-policy
 reference), :mod:`~evo.report.summary` / :mod:`~evo.report.per_run` / :mod:`~evo.report.blocks`
 (the document and its Markdown, HTML and text renderings), :mod:`~evo.report.report_json`,

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's options."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Did PBT beat the baseline? Compares methods (groups of evo runs: PBT, baseline, "
-                               "replay) at one env-step budget per member: IQM with bootstrap CIs (from "
+                               "replay; per baseline also its best of N seeds, compute-matched with a PBT run "
+                               "of N members) at one env-step budget per member: IQM with bootstrap CIs (from "
                                f"{MIN_RUNS_FOR_CI} runs; below, median and range), probability of improvement, the "
                                "random-policy reference, plots, summary.md and index.html.")
     parser.add_argument("runs", nargs="+", metavar="RUN",
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=_positive, default=2000, help="bootstrap resamples for the CIs")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (reproducible CIs)")
     parser.add_argument("--gif", default=None, help="a GIF of the winner playing, shown in index.html "
-                                                    "(runs' own winner.gif files are shown too)")
+                                                    "(runs' own winner.gif files, as `evo.enjoy RUN --gif` writes "
+                                                    "them, are shown too)")
     parser.add_argument("--random-episodes", type=_positive, default=None,
                         help="measure the random-policy reference now with this many episodes (default: the one "
                              "stored in config.json, else the runs' eval_episodes)")

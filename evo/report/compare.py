@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from evo.report.matched import TooFew, add_matched
 from evo.report.methods import Method
 from evo.report.runs import PROG, Run
 from evo.report.samples import Budget, Entry, build_entries, choose_budget
@@ -70,22 +71,29 @@ class TaskReport:
     improvement: dict[tuple[str, str], Interval | None]
     """``(entry label, baseline label)`` -> P(entry > baseline)."""
     reference: Reference | None
+    too_few: list[TooFew] = field(default_factory=list)
+    """Baselines with fewer seeds than a PBT population: no best-of-N row for them."""
 
     @property
     def baselines(self) -> list[Entry]:
         return [e for e in self.entries if e.is_baseline]
 
+    def entry(self, label: str) -> Entry:
+        return next(e for e in self.entries if e.label == label)
+
 
 def compare_task(methods: Sequence[Method], task: str, requested: int | None = None, reps: int = 2000,
                  seed: int = 0, reference: Reference | None = None, use_final_eval: bool = True) -> TaskReport:
-    """Budget, rows, statistics and P(improvement) of every non-baseline row over every baseline."""
+    """Budget, rows (with the compute-matched best-of-N baseline rows), statistics and P(improvement)
+    of every non-baseline row over every baseline row."""
     runs = [r for m in methods for r in m.runs_on(task)]
     budget = choose_budget(runs, requested)
-    entries = build_entries(methods, task, budget, use_final_eval)
+    entries, too_few = add_matched(build_entries(methods, task, budget, use_final_eval), task, budget,
+                                   use_final_eval)
     stats = {e.label: aggregate_stats(e.scores, reps, seed) for e in entries}
     improvement = {(e.label, b.label): improvement_probability(e.scores, b.scores, reps, seed)
                    for e in entries if not e.is_baseline for b in entries if b.is_baseline}
-    return TaskReport(task, runs, budget, entries, stats, improvement, reference)
+    return TaskReport(task, runs, budget, entries, stats, improvement, reference, too_few)
 
 
 # -- several tasks: normalised scores (pure) ------------------------------------------------------

@@ -61,12 +61,15 @@ def task_data(tr: TaskReport) -> dict[str, Any]:
     methods = []
     for e in tr.entries:
         methods.append({"label": e.label, "method": e.method.label, "kind": e.method.kind, "variant": e.variant,
+                        "compute_matched": e.compute_matched, "members_per_run": e.sizes,
+                        "selected_on": e.selected_on or None, "unused_seeds": e.unused,
                         "n": e.n, "failed": e.failed, "missing": e.missing, "samples": _jsonable(e.samples),
                         "runs": [str(r.path) for r in e.method.runs_on(tr.task)], **stats_data(tr.stats.get(e.label))})
     n = {e.label: e.n for e in tr.entries}
-    improvement = [improvement_data(a, b, iv, n[a], n[b]) for (a, b), iv in tr.improvement.items()]
+    improvement = [{**improvement_data(a, b, iv, n[a], n[b]), "compute_matched": tr.entry(a).matches(tr.entry(b))}
+                   for (a, b), iv in tr.improvement.items()]
     return {"task": tr.task, "budget": _jsonable(tr.budget), "reference": _jsonable(tr.reference),
-            "methods": methods, "improvement": improvement}
+            "methods": methods, "improvement": improvement, "too_few_seeds": _jsonable(tr.too_few)}
 
 
 def _across_data(across: AcrossTasks) -> dict[str, Any]:

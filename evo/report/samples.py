@@ -6,7 +6,8 @@ summary says so, lists the nearest points, and does not call the comparison equa
 
 A PBT run's score is that of the member selection ranked first (``best_member`` in
 ``generations.csv``), and a second row (``..., all members``) gives the population's mean, so the
-selection effect is visible; a baseline or replay directory gives one score per seed.
+selection effect is visible; a baseline or replay directory gives one score per seed. The
+compute-matched row of a baseline (its best of N seeds) is built in :mod:`evo.report.matched`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ class Sample:
     """``final_eval`` (fresh episodes after training, summary.json) or ``eval`` (the run's evaluation)."""
     episodes: int | None = None
     """Evaluation episodes behind the score (per member)."""
+    members: int = 1
+    """Members (or seeds) the run trained for this score: a PBT run's population size, N for a baseline's
+    best of N seeds, 1 for one seed."""
+    final_seed: int | None = None
+    """With ``source == "final_eval"``: the seed of those fresh episodes (summary.json ``final_eval.seed``)."""
+    chosen_from: list[str] = field(default_factory=list)
+    """A best-of-N sample: the N seeds it was chosen from (the score is that of :attr:`run`)."""
 
 
 @dataclass
@@ -88,11 +96,16 @@ class Entry:
     method: Method
     variant: str
     """``selected`` (PBT: the member selection ranked first), ``population`` (PBT: the mean of all
-    members) or ``seeds`` (baseline, replay: every seed)."""
+    members), ``seeds`` (baseline, replay: every seed) or ``best_of`` (baseline: the best of N seeds,
+    :mod:`evo.report.matched`)."""
     task: str
     samples: list[Sample]
     missing: list[str] = field(default_factory=list)
     """Runs left out: no evaluation at or below the budget."""
+    selected_on: str = ""
+    """``selected`` and ``best_of`` rows: the score the member was chosen on (``train`` or ``test``)."""
+    unused: list[str] = field(default_factory=list)
+    """``best_of`` rows: seeds left over after the last full group of N."""
 
     @property
     def scores(self) -> np.ndarray:
@@ -111,9 +124,37 @@ class Entry:
     def is_baseline(self) -> bool:
         return self.method.is_baseline
 
+    @property
+    def compute_matched(self) -> bool:
+        """Each run's score is the one member chosen by its selection score out of N trained ones (PBT's
+        selected member, random search's, a baseline's best of N seeds), not a member's own score."""
+        return self.variant in ("selected", "best_of")
 
-def final_eval_scores(run: Run, steps: int) -> tuple[list[float], int | None] | None:
-    """``summary.json``'s ``final_eval`` per-member scores and episodes, if the run ended at ``steps``."""
+    @property
+    def sizes(self) -> list[int]:
+        """The distinct members-per-run of the samples (N), ascending."""
+        return sorted({s.members for s in self.samples})
+
+    def matches(self, other: Entry) -> bool:
+        """Whether a comparison of the two rows is compute-matched: both per member, or both the best
+        of the same N."""
+        if self.compute_matched != other.compute_matched:
+            return False
+        return not self.compute_matched or self.sizes == other.sizes
+
+
+@dataclass
+class FinalEval:
+    """``summary.json``'s ``final_eval``: every member's score on the same fresh episodes."""
+
+    scores: list[float]
+    episodes: int | None
+    seed: int | None
+    """The episodes' seed (recorded; for old runs that do not record it, derived from their ``--seed``)."""
+
+
+def final_eval_scores(run: Run, steps: int) -> FinalEval | None:
+    """``summary.json``'s ``final_eval``, if the run ended at ``steps``."""
     summary = run.summary or {}
     fe = summary.get("final_eval")
     if not isinstance(fe, Mapping) or not isinstance(fe.get("scores"), list) or not run.evaluation_points:
@@ -122,7 +163,13 @@ def final_eval_scores(run: Run, steps: int) -> tuple[list[float], int | None] | 
     if steps != run.evaluation_points[-1] or end is None or int(end) != steps or len(fe["scores"]) != run.n_members:
         return None
     episodes = fe.get("episodes")
-    return [_as_float(v) for v in fe["scores"]], int(episodes) if episodes is not None else None
+    seed = fe.get("seed")
+    if seed is None and run.config.get("seed") is not None:
+        from evo.core.seeds import legacy_final_eval_seed
+
+        seed = legacy_final_eval_seed(int(run.config["seed"]))
+    return FinalEval([_as_float(v) for v in fe["scores"]], int(episodes) if episodes is not None else None,
+                     int(seed) if seed is not None else None)
 
 
 def _as_float(v: Any) -> float:
@@ -140,20 +187,26 @@ def run_samples(run: Run, variant: str, steps: int, use_final_eval: bool = True)
     members = [int(r["member"]) for r in run.rows_at(g)]
     final = final_eval_scores(run, steps) if use_final_eval and variant != "population" else None
     source = "final_eval" if final is not None else "eval"
-    episodes = final[1] if final is not None else run.config.get("eval_episodes")
+    episodes = final.episodes if final is not None else run.config.get("eval_episodes")
+    seed = final.seed if final is not None else None
 
     def score(m: int) -> float:
-        return final[0][m] if final is not None else _as_float(run.row(g, m)["score"])
+        return final.scores[m] if final is not None else _as_float(run.row(g, m)["score"])
 
     if variant == "seeds":
-        return [Sample(f"{run.label}/{m}" if len(members) > 1 else run.label, score(m), steps, source, episodes)
-                for m in members]
+        return [Sample(seed_label(run, m), score(m), steps, source, episodes, final_seed=seed) for m in members]
+    n = run.n_members
     if variant == "selected":
         grow = run.generation_row(g) or {}
         best = int(grow["best_member"]) if grow.get("best_member") is not None else -1
-        return [Sample(run.label, score(best) if best >= 0 else math.nan, steps, source, episodes)]
+        return [Sample(run.label, score(best) if best >= 0 else math.nan, steps, source, episodes, n, seed)]
     vals = finite([score(m) for m in members])
-    return [Sample(run.label, float(np.mean(vals)) if vals else math.nan, steps, source, episodes)]
+    return [Sample(run.label, float(np.mean(vals)) if vals else math.nan, steps, source, episodes, n, seed)]
+
+
+def seed_label(run: Run, member: int) -> str:
+    """How a baseline seed is named: ``RUN/K``, or ``RUN`` in a one-seed directory."""
+    return f"{run.label}/{member}" if run.n_members > 1 else run.label
 
 
 def build_entries(methods: Sequence[Method], task: str, budget: Budget, use_final_eval: bool = True) -> list[Entry]:
@@ -174,5 +227,6 @@ def build_entries(methods: Sequence[Method], task: str, budget: Budget, use_fina
                 else:
                     samples += run_samples(run, variant, steps, use_final_eval)
             label = f"{m.label}, all members" if variant == "population" else m.label
-            entries.append(Entry(label, m, variant, task, samples, missing))
+            selected_on = runs[0].select_on if variant == "selected" else ""
+            entries.append(Entry(label, m, variant, task, samples, missing, selected_on))
     return entries

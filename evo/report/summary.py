@@ -41,8 +41,14 @@ def improvement_header(baseline: str, cells: Sequence[Interval | None]) -> str:
     return f"P(improvement over {baseline}){ci}"
 
 
-def improvement_cell(iv: Interval | None, n: int, baseline_n: int) -> str:
-    return fmt_interval(iv, f"point estimate; {no_ci_why(n, baseline_n)}")
+NOT_MATCHED = "not compute-matched"
+"""Said in a P(improvement) cell whose row and baseline spend different compute per run."""
+
+
+def improvement_cell(iv: Interval | None, n: int, baseline_n: int, matched: bool = True) -> str:
+    if iv is not None and iv.has_ci:
+        return fmt_interval(iv) + ("" if matched else f" ({NOT_MATCHED})")
+    return fmt_interval(iv, f"point estimate; {no_ci_why(n, baseline_n)}" + ("" if matched else f"; {NOT_MATCHED}"))
 
 
 def _ticks(labels: Sequence[str]) -> str:
@@ -57,6 +63,21 @@ def _runs_cell(e: Entry) -> str:
     if e.missing:
         extra.append(f"{len(e.missing)} not evaluated by the budget, left out")
     return f"{e.n}" + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _size_text(e: Entry) -> str:
+    sizes = e.sizes
+    return "" if not sizes else str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+
+
+def members_cell(e: Entry) -> str:
+    """Members trained per run for one score: ``best of 4`` (compute-matched), ``mean of 4``, ``1``."""
+    n = _size_text(e)
+    if not n:
+        return "—"
+    if e.compute_matched:
+        return f"best of {n}"
+    return f"mean of {n}" if e.variant == "population" else n
 
 
 def _steps_cell(e: Entry) -> str:
@@ -74,17 +95,17 @@ def method_table(tr: TaskReport) -> Table:
     scores = score_header(stats)
     with_iqm = len(scores) == 3
     columns = {b.label: [tr.improvement.get((e.label, b.label)) for e in tr.entries] for b in bases}
-    header = ["method", "runs (n)", "env steps per member", *scores,
+    header = ["method", "runs (n)", "members per run", "env steps per member", *scores,
               *[improvement_header(b.label, columns[b.label]) for b in bases]]
     rows = []
     for e, st in zip(tr.entries, stats, strict=True):
-        cells = [e.label, _runs_cell(e), _steps_cell(e), *score_cells(st, with_iqm, "no finite score")]
-        cells += ["—" if e.is_baseline else improvement_cell(tr.improvement.get((e.label, b.label)), e.n, b.n)
-                  for b in bases]
+        cells = [e.label, _runs_cell(e), members_cell(e), _steps_cell(e), *score_cells(st, with_iqm, "no finite score")]
+        cells += ["—" if e.is_baseline else
+                  improvement_cell(tr.improvement.get((e.label, b.label)), e.n, b.n, e.matches(b)) for b in bases]
         rows.append(cells)
     if tr.reference is not None:
         ref = tr.reference
-        rows.append(["random policy (reference)", "—", "—", *(["—"] * (len(scores) - 1)),
+        rows.append(["random policy (reference)", "—", "—", "—", *(["—"] * (len(scores) - 1)),
                      f"{fmt_score(ref.score)} (mean of {ref.episodes} episodes)", *(["—"] * len(bases))])
     return Table(header, rows, right=1)
 
@@ -114,16 +135,19 @@ def source_note(e: Entry) -> str:
     """Which score a row uses, and whether it is optimistic."""
     fresh = [s for s in e.samples if s.source == "final_eval"]
     stale = [s for s in e.samples if s.source != "final_eval"]
+    on = {"train": "training-level", "test": "held-out"}.get(e.selected_on, e.selected_on)
     what = {"selected": "the selected member's score", "population": "the mean over all members",
-            "seeds": "each seed's score"}[e.variant]
+            "seeds": "each seed's score",
+            "best_of": f"per group of {_size_text(e)} seeds, the score of the seed with the best {on} score "
+                       f"at the last evaluation (the rule PBT picks its member by)"}[e.variant]
     parts = []
     if fresh:
-        unseen = ", not the episodes selection used" if e.variant == "selected" else ""
+        unseen = ", not the episodes selection used" if e.compute_matched else ""
         parts.append(f"{len(fresh)} of {len(e.samples)} from fresh episodes after training (summary.json "
                      f"`final_eval`, {_episodes(fresh)} episodes each){unseen}")
     if stale:
         caveat = (": the same episodes the member was selected on, so **optimistic** (the best of several noisy "
-                  "scores)" if e.variant == "selected" else "")
+                  "scores)" if e.compute_matched else "")
         parts.append(f"{len(stale)} of {len(e.samples)} from the evaluation at the budget ({_episodes(stale)} "
                      f"episodes){caveat}")
     return f"`{e.label}`: {what}; " + "; ".join(parts) + "."
@@ -150,10 +174,82 @@ def statistics_notes(stats: Sequence[MethodStats | None], few: Sequence[str], re
     return notes
 
 
+def compute_notes(tr: TaskReport) -> list[str]:
+    """Which rows are compute-matched, how the best-of-N rows draw their seeds, and which baselines have too few."""
+    matched = [e.label for e in tr.entries if e.compute_matched]
+    per_member = [e.label for e in tr.entries if not e.compute_matched]
+    notes = [f"*members per run*: how many members (or seeds) each run trained, each for the budget, behind its one "
+             f"score. *Compute-matched* rows (*best of N*: the one member of N kept by the selection score at the "
+             f"last evaluation; compare them with each other at equal N): {_ticks(matched) or 'none'}. This covers "
+             f"PBT's selected member, random search's (PBT without exchange) and a baseline's best of N seeds. "
+             f"*Per-member* rows (one seed, or the mean of a population's members): {_ticks(per_member) or 'none'}."
+             + (f" A P(improvement) between rows of different kinds is marked *{NOT_MATCHED}*: the best of N noisy "
+                f"members beats a single seed with no PBT at all." if tr.baselines else "")]
+    for e in tr.entries:
+        if e.variant == "best_of":
+            n = _size_text(e)
+            left = f"; left out (after the last full group): {_ticks(e.unused)}" if e.unused else ""
+            notes.append(f"`{e.label}`: the baseline's seeds in seed order (runs by --seed, then name; seeds by index) "
+                         f"cut into disjoint groups of {n}, each group one run of this method ({len(e.samples)} "
+                         f"from {len(e.samples) * e.sizes[0] + len(e.unused)} seeds){left}.")
+            episodes = episodes_note(tr, e)
+            if episodes:
+                notes.append(episodes)
+    for t in tr.too_few:
+        notes.append(f"`{t.baseline}` has {t.seeds} seed(s), fewer than the population size {t.size}: no "
+                     f"compute-matched best-of-{t.size} row. Train {t.size} or more seeds (`mpiexec -n {t.size} "
+                     f"python -m evo.baseline ...`, or several baseline runs of one method).")
+    return notes
+
+
+def _fresh_seeds(e: Entry) -> set[int | None] | None:
+    """The final-evaluation seeds behind a row's scores; None unless every score is from ``final_eval``."""
+    if not e.samples or any(s.source != "final_eval" for s in e.samples):
+        return None
+    return {s.final_seed for s in e.samples}
+
+
+def episodes_note(tr: TaskReport, best: Entry) -> str | None:
+    """Whether the best-of-N row and the PBT rows of the same N were scored on the same fresh episodes."""
+    ours = _fresh_seeds(best)
+    out = []
+    for e in tr.entries:
+        theirs = _fresh_seeds(e)
+        if e.variant != "selected" or e.sizes != best.sizes or ours is None or theirs is None:
+            continue
+        if theirs == ours and None not in ours:
+            out.append(f"`{e.label}` and `{best.label}` are scored on the same fresh episodes (final-evaluation "
+                       f"seed {', '.join(str(x) for x in sorted(x for x in ours if x is not None))}).")
+        else:
+            def seeds(xs: Any) -> str:
+                return ", ".join(str(x) for x in sorted(x for x in xs if x is not None))
+
+            out.append(f"`{e.label}` and `{best.label}` are **not** scored on the same fresh episodes: their "
+                       f"final-evaluation seeds differ ({seeds(theirs)} vs {seeds(ours)}; runs made before evo "
+                       f"shared one set of fresh episodes across runs drew them from their own --seed). Both are "
+                       f"unbiased (no selection saw them) but not paired, so their difference includes the luck "
+                       f"of the episodes; rerun the older runs to pair them.")
+    return " ".join(out) or None
+
+
+def intro_text(tr: TaskReport) -> str | None:
+    """What the table shows when it cannot say whether PBT beat a baseline."""
+    pbt = any(e.method.kind == "pbt" for e in tr.entries)
+    if tr.baselines and pbt:
+        return None
+    missing = "no baseline run" if not tr.baselines else "no PBT run"
+    add = ("add a baseline run (`python -m evo.baseline` under `mpiexec -n N`, N at least the population size, also "
+           "gives the compute-matched best-of-N row)" if not tr.baselines else "add a PBT run of the same task")
+    return (f"There is {missing} among the inputs, so the table shows what each method scored at the budget and "
+            f"does not say whether PBT beat a baseline; for that, {add}.")
+
+
 def task_notes(tr: TaskReport, reps: int, seed: int) -> list[str]:
     notes = [source_note(e) for e in tr.entries if e.samples]
     notes.append("*runs (n)*: independent runs. A PBT run directory is one run whatever its population size; a "
-                 "baseline directory launched with `mpiexec -n K` holds K seeds, each one run.")
+                 "baseline directory launched with `mpiexec -n K` holds K seeds, each one run (and K // N runs of "
+                 "its best of N seeds).")
+    notes += compute_notes(tr)
     if any(e.variant == "population" for e in tr.entries):
         notes.append("*…, all members*: the mean score of all members of each PBT run, without picking the best; "
                      "its gap to the row above is the selection effect. It always comes from the members' own "
@@ -172,9 +268,16 @@ def task_notes(tr: TaskReport, reps: int, seed: int) -> list[str]:
     return notes
 
 
+COMPARISON_TITLE = "Did PBT beat the baseline?"
+SCORES_TITLE = "Scores at the budget"
+"""The section's title without a baseline (or without a PBT run) to compare."""
+
+
 def comparison_blocks(tr: TaskReport, reps: int, seed: int, several: bool) -> list[Block]:
-    title = "Did PBT beat the baseline?" + (f" {tr.task}" if several else "")
-    return [Heading(2, title), Para(budget_text(tr)), method_table(tr), Bullets(task_notes(tr, reps, seed))]
+    intro = intro_text(tr)
+    title = (SCORES_TITLE if intro else COMPARISON_TITLE) + (f" {tr.task}" if several else "")
+    return [Heading(2, title), *([Para(intro)] if intro else []), Para(budget_text(tr)), method_table(tr),
+            Bullets(task_notes(tr, reps, seed))]
 
 
 # -- several tasks ------------------------------------------------------------------------------------
@@ -187,10 +290,12 @@ def across_blocks(ac: AcrossTasks, tasks: Sequence[TaskReport], reps: int = 2000
     columns = {b: [ac.improvement.get((label, b)) for label in ac.scores] for b in ac.baselines}
     header = ["method", "runs per task (n)", *scores, *[improvement_header(b, columns[b]) for b in ac.baselines]]
     rows = []
+    first = {e.label: e for e in tasks[0].entries}
     for (label, m), st in zip(ac.scores.items(), stats, strict=True):
         rows.append([label, str(m.shape[0]), *score_cells(st, len(scores) == 3),
                      *["—" if label in ac.baselines else
-                       improvement_cell(ac.improvement.get((label, b)), m.shape[0], ac.scores[b].shape[0])
+                       improvement_cell(ac.improvement.get((label, b)), m.shape[0], ac.scores[b].shape[0],
+                                        first[label].matches(first[b]))
                        for b in ac.baselines]])
     note = (f"Scores normalised per task: 0 = the random policy, 1 = the best run of any method on that task at "
             f"its budget; tasks: {', '.join(tr.task for tr in tasks)}. rliable's statistics run over the "
