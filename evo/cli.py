@@ -81,7 +81,7 @@ def run_baseline(argv: Sequence[str] | None, description: str) -> int:
             explicit = explicit_flags(BaselineConfig, argv)
         if "log_dir" not in explicit:
             cfg.log_dir = str(Path(cfg.log_dir) / cfg.env_spec().name)
-        sets_text = root_decides(world(), lambda: read_sets_file(cfg.param_file))
+        sets_text = root_decides(world(), lambda: read_sets_file(cfg.hyperparams or cfg.param_file))
         with everywhere():  # the set's text is the same on every rank now
             cfg.resolve(explicit, sets_text)
             cfg.validate()
@@ -104,6 +104,16 @@ def run_strategy(strategy: str, argv: Sequence[str] | None, description: str) ->
         choices = {"transport": [*sorted(TRANSPORTS), "hub"], "rule": sorted(RULES)}
         with everywhere():
             cfg = parse(PBTConfig, argv, prog, description, choices, strategy=strategy)
+        if cfg.hyperparams is not None:  # an RL Zoo file brings run and env settings (evo.zoo)
+            from evo.comm import root_decides
+            from evo.config import explicit_flags
+            from evo.core.space import read_space_file
+            from evo.zoo import apply_zoo_file
+
+            text = root_decides(world(), lambda: read_space_file(cfg.hyperparams))
+            with everywhere():
+                apply_zoo_file(cfg, text, explicit_flags(PBTConfig, argv))
+        with everywhere():
             cfg.validate()
         return loop.run(cfg, world())
 
