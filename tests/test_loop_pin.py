@@ -5,6 +5,10 @@ selection and training computed must be identical: every member's score, env ste
 hyperparameters per generation, and every exploit (receiver, donor, compared scores, explored
 hyperparameters) — except the last generation's exploit, which the old loop made although nothing
 trained on it, and the new loop does not make (the last generation ends with its evaluation).
+
+The run searches the default PPO space of its time (old_ppo_space.yaml; the default has changed since)
+with the default cost cap (--max-cost-ratio 2.5), which none of its explores reached: a cap that
+binds nowhere changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from conftest import run_mpi
 
 PIN = Path(__file__).parent / "data" / "pin_truncation_s3"
 ARGS = ["--env-id", "CartPole-v1", "--n-envs", "2", "--n-steps", "128", "--steps-per-generation", "256",
-        "--eval-episodes", "2", "--generations", "4", "--num-agents", "4", "--seed", "3", "--no-tb-writer"]
+        "--eval-episodes", "2", "--generations", "4", "--num-agents", "4", "--seed", "3", "--no-tb-writer",
+        "--hyperparams", str(PIN / "old_ppo_space.yaml")]
 LINEAGE_KEYS = ("generation", "receiver", "donor", "receiver_score", "donor_score", "hparams_before",
                 "donor_hparams", "hparams_after", "changes")
 

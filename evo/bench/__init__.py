@@ -16,6 +16,8 @@ Each subcommand prints a table and writes CSV + JSON (and a PNG where it plots) 
   per rule x transport x world size: exchange ms, idle share, copies, bytes (:mod:`evo.bench.phases`).
 * ``agreement`` paired vs unpaired evaluation of a trained run: how often two independent
   evaluations agree on the bottom quantile (:mod:`evo.bench.agreement`).
+* ``cost``      a small PBT run from an algorithm's default space, explore and the cost cap on:
+  max/median of the members' training time and cost per generation (:mod:`evo.bench.cost`).
 
 Every run is a subprocess with a timeout. Generation 0 includes warm-up (first ``learn()``, lazy
 MPI connection set-up), so statistics skip it whenever there is more than one generation.

@@ -7,7 +7,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-HELP = "Benchmarks of evo: exchange cost, scaling, flat-state moves, PBT members vs baseline, transports."
+HELP = ("Benchmarks of evo: exchange cost, scaling, flat-state moves, PBT members vs baseline, transports, "
+        "members' training cost.")
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
@@ -112,11 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="bench_out", help="output folder")
 
     _transport_parser(sub, rules, transports)
+    from evo.bench.cost import add_parser as add_cost_parser
+
+    add_cost_parser(sub)
     return p
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], Any]]:
     from evo.bench.agreement import cmd_agreement
+    from evo.bench.cost import cmd_cost
     from evo.bench.micro import cmd_micro, micro_worker
     from evo.bench.phases import transport_worker
     from evo.bench.sweep import cmd_exchange, cmd_scaling
@@ -125,7 +130,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], Any]]:
 
     return {"exchange": cmd_exchange, "scaling": cmd_scaling, "micro": cmd_micro, "_micro_worker": micro_worker,
             "member-vs-baseline": cmd_member_vs_baseline, "transport": cmd_transport,
-            "_transport_worker": transport_worker, "agreement": cmd_agreement}
+            "_transport_worker": transport_worker, "agreement": cmd_agreement, "cost": cmd_cost}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from evo.core.algos import (
     generation_unit,
     known_names,
 )
+from evo.core.cost import NO_REPLAY_RATIO, REPLAY_RATIO
 from evo.core.domains import show
 from evo.core.params import ExploreSettings, HParams, Param, Space, explore
 from evo.errors import ConfigError
@@ -107,6 +108,7 @@ def space_from_mapping(data: Mapping[str, Any], base: Space, algo: str = "ppo",
             else:
                 constants.pop(name, None)
                 params[name] = _override(spec, name, entry, params.get(name))
+        _replay_ratio_or_steps(data, params, constants)
         space = Space(params=params, constants=constants, explore_settings=settings,
                       domains=dict(spec.domains))
         space.validate()
@@ -114,6 +116,22 @@ def space_from_mapping(data: Mapping[str, Any], base: Space, algo: str = "ppo",
     except ConfigError as exc:
         raise ConfigError(f"{PREFIX}{exc}") from None
     return space
+
+
+def _replay_ratio_or_steps(data: Mapping[str, Any], params: dict[str, Param], constants: dict[str, Any]) -> None:
+    """A file that names ``gradient_steps`` (and not ``replay_ratio``) searches or fixes SB3's own pair:
+    the replay ratio of the default space (which would derive gradient_steps) is turned off."""
+    if "gradient_steps" in data and REPLAY_RATIO not in data and REPLAY_RATIO in params:
+        del params[REPLAY_RATIO]
+        constants[REPLAY_RATIO] = NO_REPLAY_RATIO
+    elif "gradient_steps" in data and _gives_ratio(data.get(REPLAY_RATIO)):
+        raise ConfigError(f"gradient_steps is derived from {REPLAY_RATIO} (updates per env step): give one of "
+                          f"them, or '{REPLAY_RATIO}: {NO_REPLAY_RATIO}' to search gradient_steps")
+
+
+def _gives_ratio(value: Any) -> bool:
+    """A number or a search range (not "none")."""
+    return isinstance(value, Mapping) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _explore_settings(entry: Any, settings: ExploreSettings) -> ExploreSettings:
@@ -182,8 +200,9 @@ def read_space_file(path: str | Path | None) -> str | None:
 
 
 def parse_space(text: str | None, rollout_size: int | None = None, where: str = "--hyperparams",
-                algo: str = "ppo") -> Space:
-    """Default space of ``algo``, overridden by the YAML ``text`` of a ``--hyperparams`` file if given."""
+                algo: str = "ppo", env_id: str | None = None) -> Space:
+    """Default space of ``algo``, overridden by the YAML ``text`` of a ``--hyperparams`` file if given
+    (an RL Zoo file: its entry for ``env_id`` is the population's start, see :mod:`evo.zoo`)."""
     import yaml
 
     base = default_space(rollout_size, algo)
@@ -196,7 +215,9 @@ def parse_space(text: str | None, rollout_size: int | None = None, where: str = 
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"hyperparameter file {where!r} is not valid YAML{at}") from None
-    return space_from_mapping(data or {}, base, algo, rollout_size)
+    from evo.zoo import as_space_mapping
+
+    return space_from_mapping(as_space_mapping(data or {}, base, algo, env_id, where), base, algo, rollout_size)
 
 
 def load_space(path: str | Path | None, rollout_size: int | None = None, algo: str = "ppo") -> Space:

@@ -46,14 +46,18 @@ SPEC = AlgoSpec(
               "max_grad_norm": 0.5},
     setting_defaults={"use_sde": False, "sde_sample_freq": -1, "normalize_advantage": False, "use_rms_prop": True,
                       "rms_prop_eps": 1e-5},
-    # Ranges span the RL Zoo's tuned settings (hyperparams/a2c.yml); n_steps stays fixed (--n-steps):
-    # a rollout is one batch.
+    # From the RL Zoo's Optuna sampler (rl-baselines3-zoo, rl_zoo3/hyperparams_opt.py, sample_a2c_params; its
+    # earlier version sampled gamma from 0.9 and gae_lambda from 0.8): gamma 0.9 ... 0.9999 and gae_lambda
+    # 0.8 ... 0.999 (log-uniform in 1 - x; the Zoo's tuned Pendulum-v1 has 0.9 and 0.9), ent_coef 1e-8 ... 0.1,
+    # vf_coef from its range, learning rate 1e-5 ... 2e-3 (bounds to 1e-2); max_grad_norm (0.3 ... 2 there) stays
+    # SB3's 0.5 unless a --hyperparams file searches it. n_steps stays fixed (--n-steps): a rollout is one
+    # update, so every member costs the same (1 / rollout, evo.core.cost).
     space=(
-        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 2e-3)),
-        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
-        Param("ent_coef", scale="log", low=1e-8, high=0.1, init=(1e-6, 1e-2)),
-        Param("vf_coef", low=0.1, high=1.0, init=(0.25, 0.75)),
-        Param("gae_lambda", scale="one_minus", low=0.8, high=0.999, init=(0.9, 0.99)),
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-5, 2e-3)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.9, 0.9999)),
+        Param("ent_coef", scale="log", low=1e-8, high=0.1, init=(1e-8, 1e-2)),
+        Param("vf_coef", low=0.1, high=1.0, init=(0.1, 1.0)),
+        Param("gae_lambda", scale="one_minus", low=0.8, high=0.999, init=(0.8, 0.999)),
     ),
     sets=SETS,
     auto_sets={"CartPole-v1": "zoo-a2c-cartpole", "Pendulum-v1": "zoo-a2c-pendulum"},

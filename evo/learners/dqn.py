@@ -14,7 +14,7 @@ from evo.core.algos import AlgoSpec
 from evo.core.domains import COUNT, DISCOUNT, POSITIVE, PROBABILITY
 from evo.core.params import HParams, Param
 from evo.learners.flat import ExtraField
-from evo.learners.offpolicy import OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
+from evo.learners.offpolicy import OFF_POLICY_DEFAULTS, OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
 from evo.learners.registry import register
 
 SETS: dict[str, dict[str, Any]] = {
@@ -45,19 +45,24 @@ SPEC = AlgoSpec(
     defaults={"learning_rate": 1e-4, "gamma": 0.99, "batch_size": 32, "tau": 1.0, "train_freq": 4,
               "gradient_steps": 1, "learning_starts": 100, "target_update_interval": 10000,
               "exploration_fraction": 0.1, "exploration_initial_eps": 1.0, "exploration_final_eps": 0.05,
-              "max_grad_norm": 10.0},
+              "max_grad_norm": 10.0, **OFF_POLICY_DEFAULTS},
     setting_defaults={"buffer_size": 1_000_000},
-    # Ranges span the RL Zoo's tuned settings (hyperparams/dqn.yml); initial ranges sit around its values
-    # for CartPole-v1. exploration_fraction > 0: SB3's linear schedule divides by it.
+    # From the RL Zoo's Optuna sampler (rl-baselines3-zoo, rl_zoo3/hyperparams_opt.py, sample_dqn_params):
+    # gamma from its choices 0.9 ... 0.9999, batch sizes 16 ... 512, target_update_interval 1 ... 20000,
+    # exploration_fraction 0 ... 0.5 (> 0 here: SB3's linear schedule divides by it), exploration_final_eps
+    # 0 ... 0.2, learning rate from its 1e-5 ... 1 cut at 1e-2 (initially around SB3's 1e-4 and the Zoo's tuned
+    # CartPole-v1 2.3e-3). The sampler's gradient_steps = train_freq // subsample_steps (1, 2, 4 or 8) is a
+    # replay ratio of 1/8 ... 1 update per env step; evo searches it as one bounded number (1/8 ... 2,
+    # initially 1/4 ... 1: SB3's default 1/4 and the Zoo's CartPole 1/2 inside) with SB3's train_freq 4 as
+    # the base period.
     space=(
-        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 3e-3)),
-        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
-        Param("batch_size", kind="categorical", choices=(32, 64, 128, 256, 512), init=(64, 128)),
-        Param("train_freq", kind="int", scale="log", low=1, high=256, init=(4, 16)),
-        Param("gradient_steps", kind="int", scale="log", low=1, high=128, init=(1, 4)),
-        Param("target_update_interval", kind="int", scale="log", low=1, high=20000, init=(100, 5000)),
-        Param("exploration_fraction", low=0.01, high=0.5, init=(0.05, 0.2)),
-        Param("exploration_final_eps", low=0.0, high=0.2, init=(0.01, 0.1)),
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(5e-5, 3e-3)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.9, 0.9999)),
+        Param("batch_size", kind="categorical", choices=(16, 32, 64, 128, 256, 512), init=(32, 64, 128)),
+        Param("replay_ratio", scale="log", low=0.125, high=2.0, init=(0.25, 1.0)),
+        Param("target_update_interval", kind="int", scale="log", low=1, high=20000, init=(10, 10000)),
+        Param("exploration_fraction", low=0.01, high=0.5, init=(0.05, 0.5)),
+        Param("exploration_final_eps", low=0.0, high=0.2, init=(0.01, 0.2)),
     ),
     sets=SETS,
     auto_sets={"CartPole-v1": "zoo-dqn-cartpole"},

@@ -7,6 +7,12 @@ runs SB3's own ``collect_rollouts`` and ``train`` instead, collecting at most up
 generation and carrying the steps collected since the last update into the next generation: the
 member trains exactly as one long SB3 run would (``train_freq`` in steps of the VecEnv).
 
+The cost of a member (gradient updates per env step, :mod:`evo.core.cost`) is ``gradient_steps /
+(train_freq * n_envs)``. The default search spaces search it as one number, ``replay_ratio``: with a
+replay ratio (anything but ``"none"``), ``gradient_steps`` (and, below one update per ``train_freq``
+VecEnv steps, ``train_freq``) are derived from it (:func:`evo.core.cost.replay_schedule`), ``train_freq``
+being the base period; ``replay_ratio: none`` leaves SB3's own pair as given.
+
 Schedules follow the member's whole run: SB3 measures progress within one ``learn()`` call, evo
 measures it against the planned env steps of the run (generations x steps per generation, see
 :func:`~evo.learners.base.planned_env_steps`), so DQN's exploration rate anneals over the run.
@@ -15,6 +21,7 @@ measures it against the planned env steps of the run (generations x steps per ge
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,31 +30,42 @@ from stable_baselines3.common.noise import NormalActionNoise, VectorizedActionNo
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
-from evo.core.domains import COUNT, DISCOUNT, LAYERS, NON_NEGATIVE, POSITIVE, STEPS, Domain, integer
+from evo.core.cost import NO_REPLAY_RATIO, REPLAY_RATIO, replay_schedule
+from evo.core.domains import COUNT, DISCOUNT, LAYERS, NON_NEGATIVE, POSITIVE, STEPS, Domain, integer, real
 from evo.core.params import HParams
 from evo.learners.base import Learner
 from evo.learners.training import planned_env_steps
 
-OFF_POLICY_LIVE = ("learning_rate", "gamma", "batch_size", "tau", "train_freq", "gradient_steps", "learning_starts")
+OFF_POLICY_LIVE = ("learning_rate", "gamma", "batch_size", "tau", "train_freq", "gradient_steps", "learning_starts",
+                   REPLAY_RATIO)
 """Live hyperparameters every off-policy adapter handles (:class:`OffPolicyLearner`)."""
 OFF_POLICY_DOMAINS: dict[str, Domain] = {
     "learning_rate": POSITIVE, "gamma": DISCOUNT, "batch_size": COUNT, "tau": DISCOUNT, "train_freq": COUNT,
     "gradient_steps": integer(1, extra=(-1,)), "learning_starts": STEPS, "action_noise_std": NON_NEGATIVE,
-    "net_arch": LAYERS, "buffer_size": COUNT,
+    "net_arch": LAYERS, "buffer_size": COUNT, REPLAY_RATIO: real(0, low_open=True, extra=(NO_REPLAY_RATIO,)),
 }  # fmt: skip
 """Domains of those names, of ``action_noise_std`` (SAC, TD3) and of the settings ``net_arch`` and
-``buffer_size`` (SB3: ``gradient_steps`` -1 = as many as env steps collected; ``tau`` 1 = hard update)."""
+``buffer_size`` (SB3: ``gradient_steps`` -1 = as many as env steps collected; ``tau`` 1 = hard update;
+``replay_ratio`` "none" = ``train_freq`` and ``gradient_steps`` as given)."""
+OFF_POLICY_DEFAULTS: dict[str, Any] = {REPLAY_RATIO: NO_REPLAY_RATIO}
+"""The default of the live names evo adds to SB3's (an adapter's ``defaults`` merge it in)."""
 
 
 class OffPolicyLearner(Learner):
     """Live: learning_rate, gamma, batch_size, tau, train_freq, gradient_steps (-1: as many as env
-    steps collected), learning_starts, action_noise_std (Gaussian exploration noise, 0 = none; SAC/TD3)."""
+    steps collected), learning_starts, replay_ratio (gradient updates per env step; derives
+    gradient_steps, see the module), action_noise_std (Gaussian exploration noise, 0 = none; SAC/TD3).
+
+    With a replay ratio, ``hparams["gradient_steps"]`` (what the records show) is the derived value,
+    and ``hparams["train_freq"]`` stays the base period; :meth:`live_hparams` reads both from the model."""
 
     model: OffPolicyAlgorithm
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._since_train = 0
         """VecEnv steps collected since the last gradient update (carried across generations)."""
+        self._replay: dict[str, Any] = {"train_freq": 1, "gradient_steps": 1, REPLAY_RATIO: NO_REPLAY_RATIO}
+        """The given train_freq, gradient_steps and replay_ratio, from which the model's pair is derived."""
         super().__init__(*args, **kwargs)
         self.planned_steps = planned_env_steps(self.cfg)
 
@@ -59,10 +77,11 @@ class OffPolicyLearner(Learner):
             m.tau = float(value)
         elif name == "batch_size":
             m.batch_size = int(value)
-        elif name == "train_freq":
-            m.train_freq = TrainFreq(int(value), TrainFrequencyUnit.STEP)  # type: ignore[assignment]
-        elif name == "gradient_steps":
-            m.gradient_steps = int(value)
+        elif name in self._replay:
+            self._replay[name] = value
+            freq, steps = self.train_schedule()
+            m.train_freq = TrainFreq(freq, TrainFrequencyUnit.STEP)  # type: ignore[assignment]
+            m.gradient_steps = steps
         elif name == "learning_starts":
             m.learning_starts = int(value)
         elif name == "action_noise_std":
@@ -70,6 +89,20 @@ class OffPolicyLearner(Learner):
             m.action_noise = NormalActionNoise(np.zeros(n), float(value) * np.ones(n)) if value > 0 else None
         else:
             super()._apply(name, value)
+
+    def train_schedule(self) -> tuple[int, int]:
+        """``(train_freq, gradient_steps)`` SB3 runs: the given pair, or the pair derived from the
+        replay ratio (:func:`evo.core.cost.replay_schedule`)."""
+        given = self._replay
+        ratio = given[REPLAY_RATIO]
+        if isinstance(ratio, str):
+            return int(given["train_freq"]), int(given["gradient_steps"])
+        return replay_schedule(float(ratio), int(given["train_freq"]), int(self.model.n_envs))
+
+    def apply_hparams(self, hparams: Mapping[str, Any]) -> None:
+        super().apply_hparams(hparams)
+        if not isinstance(self._replay[REPLAY_RATIO], str):
+            self.hparams["gradient_steps"] = self.train_schedule()[1]
 
     def live_hparams(self) -> HParams:
         m = self.model
@@ -82,6 +115,7 @@ class OffPolicyLearner(Learner):
             "train_freq": int(m.train_freq.frequency),
             "gradient_steps": int(m.gradient_steps),
             "learning_starts": int(m.learning_starts),
+            REPLAY_RATIO: self._replay[REPLAY_RATIO],
         }
         if "action_noise_std" in self.spec.defaults:
             noise = m.action_noise

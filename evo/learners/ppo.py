@@ -63,17 +63,22 @@ SPEC = AlgoSpec(
     domains={**ON_POLICY_DOMAINS, "clip_range": NON_NEGATIVE, "n_epochs": COUNT, "batch_size": COUNT},
     defaults=PPO_DEFAULTS,
     setting_defaults={"use_sde": False, "sde_sample_freq": -1, "normalize_advantage": True},
-    # Ranges span the RL Zoo's tuned settings (rl-baselines3-zoo hyperparams/ppo.yml) for the classic-
-    # control, Box2D and PyBullet tasks; initial ranges sit around its values for CartPole-v1 and
-    # Pendulum-v1. batch_size: the sizes that divide the rollout (evo.core.space.default_space).
+    # From the RL Zoo's Optuna sampler (rl-baselines3-zoo, rl_zoo3/hyperparams_opt.py, sample_ppo_params; its
+    # earlier version sampled gamma from 0.9 and gae_lambda from 0.8, the current one from 0.97 and 0.9): gamma
+    # 0.9 ... 0.9999 and gae_lambda 0.8 ... 0.999 (log-uniform in 1 - x; the Zoo's tuned Pendulum-v1 has gamma
+    # 0.9, CartPole-v1 gae_lambda 0.8), clip_range from its choices 0.1 ... 0.4, ent_coef 1e-8 ... 0.1, vf_coef
+    # from its range, learning rate 1e-5 ... 2e-3 (bounds to 1e-2). n_epochs 1 ... 20 and its batch sizes as
+    # bounds; initially 5 ... 10 epochs of 64 ... 256 samples, so the members' cost (updates per env step,
+    # evo.core.cost) starts within a factor of 8. max_grad_norm (0.3 ... 2 there) stays SB3's 0.5 unless a
+    # --hyperparams file searches it. batch_size: the sizes that divide the rollout (default_space).
     space=(
-        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 1e-3)),
-        Param("clip_range", low=0.05, high=0.5, init=(0.1, 0.3)),
-        Param("ent_coef", scale="log", low=1e-6, high=0.1, init=(1e-4, 1e-2)),
-        Param("vf_coef", low=0.1, high=1.0, init=(0.25, 0.75)),
-        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.999)),
-        Param("gae_lambda", scale="one_minus", low=0.8, high=0.99, init=(0.9, 0.98)),
-        Param("n_epochs", kind="int", low=1, high=20, init=(3, 10)),
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-5, 2e-3)),
+        Param("clip_range", low=0.05, high=0.5, init=(0.1, 0.4)),
+        Param("ent_coef", scale="log", low=1e-8, high=0.1, init=(1e-8, 1e-2)),
+        Param("vf_coef", low=0.1, high=1.0, init=(0.1, 1.0)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.9, 0.9999)),
+        Param("gae_lambda", scale="one_minus", low=0.8, high=0.999, init=(0.8, 0.999)),
+        Param("n_epochs", kind="int", low=1, high=20, init=(5, 10)),
         Param("batch_size", kind="categorical", choices=(32, 64, 128, 256, 512, 1024), init=(64, 128, 256)),
     ),
     rollout_batches=True,

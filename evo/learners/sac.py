@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from evo.core.algos import AlgoSpec
 from evo.core.domains import ANY_REAL, COUNT, FLAG, integer, real
 from evo.core.params import HParams, Param
-from evo.learners.offpolicy import OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
+from evo.learners.offpolicy import OFF_POLICY_DEFAULTS, OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
 from evo.learners.registry import register
 
 SETS: dict[str, dict[str, Any]] = {
@@ -45,17 +45,22 @@ SPEC = AlgoSpec(
     },
     defaults={"learning_rate": 3e-4, "gamma": 0.99, "batch_size": 256, "tau": 0.005, "train_freq": 1,
               "gradient_steps": 1, "learning_starts": 100, "ent_coef": "auto", "target_entropy": "auto",
-              "target_update_interval": 1, "action_noise_std": 0.0},
+              "target_update_interval": 1, "action_noise_std": 0.0, **OFF_POLICY_DEFAULTS},
     setting_defaults={"buffer_size": 1_000_000, "use_sde": False, "sde_sample_freq": -1},
-    # Ranges span the RL Zoo's tuned settings (hyperparams/sac.yml); initial ranges sit around its values
-    # for Pendulum-v1. ent_coef stays 'auto'.
+    # From the RL Zoo's Optuna sampler (rl-baselines3-zoo, rl_zoo3/hyperparams_opt.py, sample_sac_params):
+    # gamma from its choices 0.9 ... 0.9999 (log-uniform in 1 - gamma, as its choices are spaced), tau from
+    # its choices 0.001 ... 0.08, learning rate from its 1e-5 ... 1 cut at 1e-2 (initially around SB3's 3e-4
+    # and the Zoo's tuned Pendulum-v1 1e-3). The sampler ties gradient_steps to train_freq (one update per
+    # env step); evo searches that ratio as one bounded number (0.25 ... 4 updates per env step, initially
+    # 0.5 ... 2) with SB3's train_freq 1 as the base period: the cost cap (--max-cost-ratio) bounds it.
+    # Batch sizes: 64 ... 256 of its 16 ... 2048 (one update of 512 took 3x as long as one of 256 on a CPU;
+    # the cost figure, updates per env step, does not see batch size). ent_coef stays 'auto' (as there).
     space=(
-        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 1e-3)),
-        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
-        Param("batch_size", kind="categorical", choices=(64, 128, 256, 512), init=(128, 256)),
-        Param("tau", scale="log", low=1e-3, high=0.1, init=(5e-3, 0.02)),
-        Param("train_freq", kind="int", scale="log", low=1, high=64, init=1),
-        Param("gradient_steps", kind="int", scale="log", low=1, high=64, init=1),
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 2e-3)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.9, 0.9999)),
+        Param("batch_size", kind="categorical", choices=(64, 128, 256), init=(128, 256)),
+        Param("tau", scale="log", low=1e-3, high=0.08, init=(1e-3, 0.08)),
+        Param("replay_ratio", scale="log", low=0.25, high=4.0, init=(0.5, 2.0)),
     ),
     sets=SETS,
     auto_sets={"Pendulum-v1": "zoo-sac-pendulum"},

@@ -12,7 +12,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from evo.core.algos import AlgoSpec
 from evo.core.domains import COUNT, NON_NEGATIVE
 from evo.core.params import HParams, Param
-from evo.learners.offpolicy import OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
+from evo.learners.offpolicy import OFF_POLICY_DEFAULTS, OFF_POLICY_DOMAINS, OFF_POLICY_LIVE, OffPolicyLearner
 from evo.learners.registry import register
 
 SETS: dict[str, dict[str, Any]] = {
@@ -41,18 +41,22 @@ SPEC = AlgoSpec(
              "target_noise_clip": NON_NEGATIVE},
     defaults={"learning_rate": 1e-3, "gamma": 0.99, "batch_size": 256, "tau": 0.005, "train_freq": 1,
               "gradient_steps": 1, "learning_starts": 100, "policy_delay": 2, "target_policy_noise": 0.2,
-              "target_noise_clip": 0.5, "action_noise_std": 0.0},
+              "target_noise_clip": 0.5, "action_noise_std": 0.0, **OFF_POLICY_DEFAULTS},
     setting_defaults={"buffer_size": 1_000_000},
-    # Ranges span the RL Zoo's tuned settings (hyperparams/td3.yml); initial ranges sit around its values
-    # for Pendulum-v1.
+    # From the RL Zoo's Optuna sampler (rl-baselines3-zoo, rl_zoo3/hyperparams_opt.py, sample_td3_params):
+    # gamma from its choices 0.9 ... 0.9999, tau from 0.001 ... 0.08, Gaussian action noise from its noise_std
+    # 0 ... 1, learning rate from its 1e-5 ... 1 cut at 1e-2 (initially around SB3's and the Zoo's tuned
+    # Pendulum-v1 1e-3). The sampler ties gradient_steps to train_freq (one update per env step); evo searches
+    # that ratio as one bounded number (0.25 ... 4, initially 0.5 ... 2) with SB3's train_freq 1 as the base
+    # period. Batch sizes: 64 ... 256 of its 16 ... 2048 (see sac.py). policy_delay and target_policy_noise
+    # (not sampled there) around SB3's defaults.
     space=(
-        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 1e-3)),
-        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.95, 0.995)),
-        Param("batch_size", kind="categorical", choices=(64, 100, 128, 256, 512), init=(100, 128, 256)),
-        Param("tau", scale="log", low=1e-3, high=0.1, init=(5e-3, 0.02)),
-        Param("train_freq", kind="int", scale="log", low=1, high=64, init=1),
-        Param("gradient_steps", kind="int", scale="log", low=1, high=64, init=1),
-        Param("action_noise_std", low=0.0, high=0.5, init=(0.05, 0.2)),
+        Param("learning_rate", scale="log", low=1e-5, high=1e-2, init=(1e-4, 2e-3)),
+        Param("gamma", scale="one_minus", low=0.9, high=0.9999, init=(0.9, 0.9999)),
+        Param("batch_size", kind="categorical", choices=(64, 100, 128, 256), init=(100, 128, 256)),
+        Param("tau", scale="log", low=1e-3, high=0.08, init=(1e-3, 0.08)),
+        Param("replay_ratio", scale="log", low=0.25, high=4.0, init=(0.5, 2.0)),
+        Param("action_noise_std", low=0.0, high=1.0, init=(0.05, 0.5)),
         Param("target_policy_noise", low=0.0, high=0.5, init=(0.1, 0.3)),
         Param("policy_delay", kind="int", low=1, high=4, init=2),
     ),

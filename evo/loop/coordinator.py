@@ -30,6 +30,7 @@ from typing import Any
 
 import evo.loop.checkpoints as ckpt
 import evo.loop.rows as rec
+from evo.core.cost import cost_limit
 from evo.core.decide import explore_from, observation
 from evo.core.rules import get_rule
 from evo.core.seeds import selection_rng
@@ -170,7 +171,10 @@ class Coordinator:
     def _explore(self, rep: Mapping[str, Any]) -> dict[str, Any]:
         cfg, r = self.r.cfg, self.r
         m, k = int(rep["member"]), int(rep["interval"])
-        new, changes = explore_from(rep["donor_hparams"], r.space, cfg.seed, k, m, cfg.explore, r.pb2_history)
+        latest = self.board.latest  # every member's current hyperparameters
+        population = [latest[i].hparams if i in latest else {} for i in range(self.board.n)]
+        new, changes = explore_from(rep["donor_hparams"], r.space, cfg.seed, k, m, cfg.explore, r.pb2_history,
+                                    limit=cost_limit(cfg), population=population)
         r.pb2_start[m] = float(rep["donor_selection"])
         return {"hparams": new, "changes": changes}
 

@@ -28,12 +28,14 @@ import evo.loop.rows as rec
 import evo.loop.step as step
 from evo import comm as comm_mod
 from evo.config import PBTConfig
+from evo.core.cost import cost_limit
 from evo.core.decide import Decision, decide, next_start_scores, pb2_observations
 from evo.core.selection import Transfer
 from evo.errors import CheckpointError
 from evo.loop.context import Outcome, Population, Run
 from evo.loop.finish import EXIT_PREEMPTED, finish, print_stopped
 from evo.loop.start import start
+from evo.loop.watchdog import start as start_watchdog
 
 
 def publish_and_decide(r: Run, gen: int, outcomes: list[Outcome]) -> tuple[Population | None, Any]:
@@ -52,7 +54,7 @@ def publish_and_decide(r: Run, gen: int, outcomes: list[Outcome]) -> tuple[Popul
             r.pb2_history += pb2_observations(gen, sel, pop.hparams, r.pb2_start)
         if r.exchanging and not step.is_last(r, gen):
             pop.decisions = decide(cfg.rule, gen, sel, pop.hparams, r.space, cfg.quantile, cfg.seed,
-                                   cfg.explore, r.pb2_history)
+                                   cfg.explore, r.pb2_history, limit=cost_limit(cfg))
         r.pb2_start = next_start_scores(sel, pop.decisions)
         if r.transport is not None:
             payloads = rank_payloads(r.transport, pop.decisions, r.comm.Get_size())
@@ -73,7 +75,7 @@ def copy_and_apply(r: Run, mine: Any) -> dict[int, int]:
     plan, decisions = mine
     received = r.transport.move_members(plan, lambda m, buf: r.slot(m).member.pack(buf))
     for d in decisions:
-        step.apply_copy(r.slot(d.receiver).member, received[d.receiver], d.hparams_after)
+        step.apply_copy(r.slot(d.receiver), received[d.receiver], d.hparams_after)
     return {d.receiver: d.donor for d in decisions}
 
 
@@ -196,7 +198,7 @@ def catch_up(r: Run, gen: int, plan: Any) -> None:
                  "env_steps": plan.entries[i]["env_steps"]} for i in range(r.n)]
         if r.exchanging:
             pop.decisions = decide(r.cfg.rule, gen, pop.selection, pop.hparams, r.space, r.cfg.quantile, r.cfg.seed,
-                                   r.cfg.explore, r.pb2_history)
+                                   r.cfg.explore, r.pb2_history, limit=cost_limit(r.cfg))
         r.pb2_start = next_start_scores(pop.selection, pop.decisions)
         payloads = rank_payloads(r.transport, pop.decisions, r.comm.Get_size()) if r.transport is not None else None
         donors = {d.receiver: d.donor for d in pop.decisions}
@@ -227,6 +229,7 @@ def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | 
         catch_up(r, start_gen - 1, plan)
     exit_code, gen, last = 0, start_gen, None
     last_checkpoint = start_gen if plan is not None else None
+    dog = start_watchdog(cfg.run_dir, comm, cfg.watchdog_s)
     try:
         for gen in range(start_gen, cfg.generations):
             if comm_mod.agree(comm, r.stop.requested):
@@ -242,9 +245,11 @@ def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | 
             if cfg.checkpoint_every and ((gen + 1) % cfg.checkpoint_every == 0 or gen + 1 == cfg.generations):
                 checkpoint(r, gen, outcomes, pop)
                 last_checkpoint = gen + 1
+            dog.tick()
         else:
             gen = cfg.generations
     finally:
+        dog.stop()
         for s in r.slots:
             s.tb.flush()
         r.pop_tb.flush()
