@@ -8,7 +8,7 @@
 #   evo_resume_flags DIR      fills EVO_RESUME_FLAGS with --resume / --overwrite / nothing for run dir DIR
 #   evo_check_args ARGS...    refuses flags the batch script sets itself
 #   evo_run_preemptible CMD   runs CMD in the background, forwards USR1/TERM/INT to it, waits for its exit code
-#   evo_finish RC DIR         maps evo's exit code to the job's fate (requeue on 75) and exits
+#   evo_finish RC DIR         maps evo's exit code to the job's fate (requeue on 75, 76, a lost node) and exits
 #
 # Settings (environment variables; every one has a default):
 #   EVO_HOME        the evo checkout (the batch scripts find it; set it if they cannot)
@@ -26,10 +26,13 @@
 #   EVO_REQUEUE     1: requeue the job when evo stopped on a signal (exit 75); 0: just exit 75 (default: 1)
 #   EVO_MAX_RESTARTS stop requeueing after this many restarts (default: 100)
 #   EVO_RESIGNAL_EVERY after a stop signal, repeat it to the launcher every N seconds until it exits (default: 30)
+#   EVO_STALL_GRACE after evo's progress watchdog fired (exit 76), give the launcher this many seconds to end
+#                   before killing it: one that waits on a node it can no longer reach never ends (default: 20)
 
 EXIT_DONE=0
 EXIT_BAD_INPUT=2
 EXIT_PREEMPTED=75
+EXIT_STALLED=76     # evo's progress watchdog: no generation completed in time (silent network, lost node)
 
 evo_log() {
     local now
@@ -153,6 +156,7 @@ evo_latest_checkpoint() {
 #   otherwise                              -> a fresh start (evo refuses a non-empty DIR: exit 2)
 evo_resume_flags() {
     local dir=$1 owner_file
+    EVO_RUN_DIR=$dir  # evo_run_preemptible watches its watchdog marker
     owner_file="$(dirname "$dir")/.$(basename "$dir").slurm-job"
     EVO_RESUME_FLAGS=()
     local ckpt
@@ -214,43 +218,71 @@ _evo_forward() {
     fi
 }
 
+_evo_stalled_line() {  # the watchdog's line if it fired in this run dir, else nothing
+    [[ -n "${EVO_RUN_DIR:-}" && -f "$EVO_RUN_DIR/.watchdog/stalled" ]] && head -n 1 "$EVO_RUN_DIR/.watchdog/stalled"
+}
+
 evo_run_preemptible() {
     trap '_evo_forward USR1' USR1
     trap '_evo_forward TERM' TERM
     trap '_evo_forward INT' INT
+    [[ -z "${EVO_RUN_DIR:-}" ]] || rm -f "$EVO_RUN_DIR/.watchdog/stalled"  # a marker of an earlier allocation
     evo_log "launching: $*"
     "$@" &
     EVO_CHILD=$!
-    local rc again every=${EVO_RESIGNAL_EVERY:-30}
+    local rc again every=${EVO_RESIGNAL_EVERY:-30} grace=${EVO_STALL_GRACE:-20} stalled_at="" stalled=""
     while :; do
-        if [[ -z "$EVO_SIGNALLED" ]]; then
+        # Without a run dir to watch, and before any signal, just wait (no polling).
+        if [[ -z "$EVO_SIGNALLED" && -z "${EVO_RUN_DIR:-}" ]]; then
             wait "$EVO_CHILD"
             rc=$?
             # wait returns >128 when a trapped signal interrupted it: then the launcher still runs
             [[ -n "$EVO_SIGNALLED" && $rc -gt 128 ]] || break
         fi
-        # after a stop signal: poll, and repeat the signal now and then until the launcher exits
         if ! kill -0 "$EVO_CHILD" 2>/dev/null; then
             wait "$EVO_CHILD" 2>/dev/null
             again=$?
             [[ $again -eq 127 ]] || rc=$again  # 127: its status was collected already
             break
         fi
-        if (( SECONDS - EVO_LAST_SENT >= every )); then
+        # evo's watchdog fired (its ranks exit 76); a launcher still waiting for a node it cannot
+        # reach would wait forever: give it EVO_STALL_GRACE seconds, then end it.
+        if [[ -z "$stalled_at" ]] && stalled=$(_evo_stalled_line) && [[ -n "$stalled" ]]; then
+            stalled_at=$SECONDS
+            evo_log "evo's watchdog fired: $stalled"
+        fi
+        if [[ -n "$stalled_at" ]] && (( SECONDS - stalled_at >= grace )); then
+            evo_log "launcher still running ${grace} s after the watchdog fired: killing it (pid $EVO_CHILD)"
+            kill -TERM "$EVO_CHILD" 2>/dev/null || true
+            for _ in 1 2 3 4 5 6 7 8 9 10; do
+                kill -0 "$EVO_CHILD" 2>/dev/null || break
+                sleep 0.5
+            done
+            kill -KILL "$EVO_CHILD" 2>/dev/null || true
+            wait "$EVO_CHILD" 2>/dev/null
+            rc=$EXIT_STALLED
+            break
+        fi
+        if [[ -n "$EVO_SIGNALLED" ]] && (( SECONDS - EVO_LAST_SENT >= every )); then
             evo_log "launcher still running $(( SECONDS - EVO_LAST_SENT )) s after SIG$EVO_SIGNALLED: sending it again"
             _evo_send
         fi
         sleep 0.2
     done
     EVO_CHILD=""
+    # the launcher's own code after a watchdog exit depends on how it tore the other ranks down
+    if [[ $rc -ne 0 && $rc -ne $EXIT_STALLED ]] && stalled=$(_evo_stalled_line) && [[ -n "$stalled" ]]; then
+        evo_log "launcher exited with code $rc after evo's watchdog fired: treating it as $EXIT_STALLED"
+        rc=$EXIT_STALLED
+    fi
     EVO_RC=$rc
     local since=""
     [[ -z "$EVO_SIGNAL_TIME" ]] || since=" ($(awk -v a="$EVO_SIGNAL_TIME" -v b="$(date +%s.%3N)" 'BEGIN{printf "%.1f", b-a}') s after the first signal)"
     evo_log "launcher exited with code $rc$since"
 }
 
-_evo_requeue() {  # _evo_requeue DIR: requeue this job (the next allocation resumes) or exit 75
-    local dir=$1 ckpt restarts=${SLURM_RESTART_COUNT:-0}
+_evo_requeue() {  # _evo_requeue DIR [CODE]: requeue this job (the next allocation resumes) or exit CODE (75)
+    local dir=$1 code=${2:-$EXIT_PREEMPTED} ckpt restarts=${SLURM_RESTART_COUNT:-0}
     ckpt=$(evo_latest_checkpoint "$dir")
     evo_log "newest complete checkpoint: ${ckpt:-none}"
     if [[ -n "${EVO_CKPT_AT_START:-}" && "$ckpt" == "$EVO_CKPT_AT_START" ]]; then
@@ -258,21 +290,49 @@ _evo_requeue() {  # _evo_requeue DIR: requeue this job (the next allocation resu
     fi
     if [[ "${EVO_REQUEUE:-1}" != 1 || -z "${SLURM_JOB_ID:-}" ]]; then
         evo_log "not requeueing (EVO_REQUEUE=${EVO_REQUEUE:-1}); resume by resubmitting with EVO_EXP_NAME=$(basename "$dir")"
-        exit "$EXIT_PREEMPTED"
+        exit "$code"
     fi
     if [[ "$restarts" -ge "${EVO_MAX_RESTARTS:-100}" ]]; then
         evo_log "not requeueing: restart $restarts reached EVO_MAX_RESTARTS=${EVO_MAX_RESTARTS:-100}"
-        exit "$EXIT_PREEMPTED"
+        exit "$code"
     fi
     evo_log "requeueing job $SLURM_JOB_ID; the next allocation resumes from ${ckpt:-the start}"
     if ! timeout 60 scontrol requeue "$SLURM_JOB_ID"; then
         evo_log "scontrol requeue failed (job cancelled, or not requeueable: submit with --requeue)"
     fi
-    exit "$EXIT_PREEMPTED"
+    exit "$code"
+}
+
+# Nodes of this allocation whose slurmd no longer answers on its port (lost nodes), one per line.
+evo_lost_nodes() {
+    [[ -n "${SLURM_JOB_NODELIST:-}" ]] || return 0
+    local port node addr
+    port=$(timeout 10 scontrol show config 2>/dev/null | awk '$1 == "SlurmdPort" {print $3}')
+    [[ -n "$port" ]] || return 0
+    for node in $(timeout 10 scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null); do
+        addr=$(timeout 10 scontrol -o show node "$node" 2>/dev/null | sed -n 's/.* NodeAddr=\([^ ]*\).*/\1/p')
+        timeout 5 bash -c "exec 3<>/dev/tcp/${addr:-$node}/$port" 2>/dev/null || printf '%s\n' "$node"
+    done
+}
+
+_evo_ranks_on() {  # _evo_ranks_on HOST: the ranks evo's watchdog heartbeats place on HOST
+    local f r ranks=""
+    for f in "${EVO_RUN_DIR:-.}"/.watchdog/rank_*.json; do
+        [[ -f "$f" ]] && grep -q "\"host\": \"$1\"" "$f" || continue
+        r=$(basename "$f" .json)
+        r=${r#rank_}
+        ranks+="${ranks:+, }$((10#$r))"
+    done
+    printf '%s' "${ranks:-unknown}"
 }
 
 # Map evo's exit code to the job's fate and exit:
-#   0 done | 2 bad input | 75 stopped on a signal, checkpointed -> requeue | other: crash
+#   0 done | 2 bad input | 75 stopped on a signal, checkpointed -> requeue
+#   76 stalled: evo's progress watchdog found no generation completed in time (a silent network or a
+#      lost node: see the watchdog's line above) -> requeue; the next allocation resumes from the last
+#      complete checkpoint, on whatever nodes Slurm gives it
+#   other, with a node of the allocation lost (its slurmd no longer answers) -> one line per lost
+#      node naming its ranks, then requeue | other: crash
 # A launcher that died some other way after we forwarded a stop signal (a rank killed by it
 # before evo could catch it) is treated as preempted too: checkpoints are written atomically,
 # so the newest complete one is still good.
@@ -287,6 +347,10 @@ evo_finish() {
             evo_log "evo stopped on a signal (exit 75)"
             _evo_requeue "$dir"
             ;;
+        "$EXIT_STALLED")
+            evo_log "evo stalled (exit 76: its watchdog saw no progress; see its line above)"
+            _evo_requeue "$dir" "$EXIT_STALLED"
+            ;;
         "$EXIT_BAD_INPUT")
             evo_log "evo rejected its input (exit 2): see the error above"
             exit "$EXIT_BAD_INPUT"
@@ -295,6 +359,16 @@ evo_finish() {
             if [[ -n "$EVO_SIGNALLED" ]]; then
                 evo_log "launcher ended with code $rc after SIG$EVO_SIGNALLED (a rank died of the signal before evo caught it): treating it as preempted"
                 _evo_requeue "$dir"
+            fi
+            # A node of the allocation lost (its slurmd gone): the launcher ended the job; requeue it,
+            # the next allocation resumes from the last complete checkpoint on healthy nodes.
+            local lost node
+            lost=$(evo_lost_nodes)
+            if [[ -n "$lost" ]]; then
+                for node in $lost; do
+                    evo_log "lost node $node (its slurmd does not answer): ranks $(_evo_ranks_on "$node"); launcher exit $rc"
+                done
+                _evo_requeue "$dir" "$rc"
             fi
             evo_log "evo failed with exit code $rc"
             exit "$rc"

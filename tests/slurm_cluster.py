@@ -190,6 +190,7 @@ class SlurmCluster:
         self.munge_socket = self.root / "munge" / "munge.socket"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.startup_seconds: float | None = None
+        self.slurmd_timeout = 30
         self._logs: dict[str, Path] = {}
 
     # environment for clients and jobs -------------------------------------------------------
@@ -230,11 +231,30 @@ class SlurmCluster:
         memory = hw.get("RealMemory", "1000")
         ctld_port, slurmd_port = _free_ports(2)
         self.conf.write_text(self._slurm_conf(memory, ctld_port, slurmd_port))
-        self._spawn("slurmctld", [_req("slurmctld"), "-D", "-f", str(self.conf)])
+        self._spawn("slurmctld", [*self.on(None), _req("slurmctld"), "-D", "-f", str(self.conf)])
         self._wait(lambda: self._scontrol_ok(["ping"]), deadline, "slurmctld to answer ping")
-        self._spawn("slurmd", [_req("slurmd"), "-D", "-f", str(self.conf), "-N", self.node])
-        self._wait(self._node_idle, deadline, f"node {self.node} to become idle")
+        for name, _ in self.node_addrs():
+            self._spawn(self._slurmd_key(name),
+                        [*self.on(name), _req("slurmd"), "-D", "-f", str(self.conf), "-N", name])
+        names = ",".join(n for n, _ in self.node_addrs())
+        self._wait(self._node_idle, deadline, f"node(s) {names} to become idle")
         self.startup_seconds = time.monotonic() - t0
+
+    # where the daemons run (tests/slurm_multinode.py puts them in network namespaces) ----------
+    def node_addrs(self) -> list[tuple[str, str]]:
+        """(NodeName, NodeAddr) of every node of the cluster."""
+        return [(self.node, "127.0.0.1")]
+
+    def ctld_host(self) -> str:
+        """slurm.conf's SlurmctldHost."""
+        return f"{self.node}(127.0.0.1)"
+
+    def on(self, where: str | None) -> list[str]:
+        """Command prefix that runs a daemon or client on node ``where`` (None: the controller's host)."""
+        return []
+
+    def _slurmd_key(self, name: str) -> str:
+        return "slurmd" if len(self.node_addrs()) == 1 else f"slurmd-{name}"
 
     def stop(self, timeout: float = 60.0) -> None:
         """Cancel every job, wait for them to drain, stop slurmd, slurmctld and munged.
@@ -251,7 +271,8 @@ class SlurmCluster:
             with contextlib.suppress(Exception):
                 self._wait(lambda: not self.job_ids(), min(deadline, time.monotonic() + 2 * self.kill_wait + 15),
                            "jobs to drain")
-        _stop_process(self.procs.get("slurmd"))
+        for key in [k for k in self.procs if k.startswith("slurmd")]:
+            _stop_process(self.procs.get(key))
         self._kill_stragglers(deadline)
         _stop_process(self.procs.get("slurmctld"))
         _stop_process(self.procs.get("munged"))
@@ -304,9 +325,10 @@ class SlurmCluster:
 
     def _slurm_conf(self, memory: str, ctld_port: int, slurmd_port: int) -> str:
         r = self.root
+        per_node = "" if len(self.node_addrs()) == 1 else "-%n"  # one spool, pid and log file per slurmd
         return "\n".join([
             f"ClusterName={self.cluster_name}",
-            f"SlurmctldHost={self.node}(127.0.0.1)",
+            f"SlurmctldHost={self.ctld_host()}",
             f"SlurmctldPort={ctld_port}",
             f"SlurmdPort={slurmd_port}",
             "SlurmUser=root",
@@ -315,11 +337,11 @@ class SlurmCluster:
             "CredType=cred/munge",
             f"AuthInfo=socket={self.munge_socket},cred_expire={self.cred_expire}",
             f"StateSaveLocation={r / 'state'}",
-            f"SlurmdSpoolDir={r / 'spool' / 'slurmd'}",
+            f"SlurmdSpoolDir={r / 'spool' / 'slurmd'}{per_node}",
             f"SlurmctldPidFile={r / 'run' / 'slurmctld.pid'}",
-            f"SlurmdPidFile={r / 'run' / 'slurmd.pid'}",
+            f"SlurmdPidFile={r / 'run' / 'slurmd'}{per_node}.pid",
             f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
+            f"SlurmdLogFile={r / 'log' / 'slurmd'}{per_node}.log",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
             "ProctrackType=proctrack/linuxproc",
@@ -340,17 +362,19 @@ class SlurmCluster:
             f"KillWait={self.kill_wait}",
             "MinJobAge=600",
             "InactiveLimit=0",
-            "SlurmdTimeout=30",
+            f"SlurmdTimeout={self.slurmd_timeout}",
             "SlurmdParameters=config_overrides",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory} State=UNKNOWN",
-            f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO",
+            *(f"NodeName={name} NodeAddr={addr} CPUs={self.cpus} RealMemory={memory} State=UNKNOWN"
+              for name, addr in self.node_addrs()),
+            f"PartitionName=debug Nodes={','.join(n for n, _ in self.node_addrs())} Default=YES MaxTime=INFINITE "
+            "State=UP OverSubscribe=NO",
             "",
         ])
 
     # client commands ----------------------------------------------------------------------------
     def run(self, cmd: Sequence[str], check: bool = True, timeout: float = CMD_TIMEOUT,
             env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        full = [_req(cmd[0]), *cmd[1:]]
+        full = [*self.on(None), _req(cmd[0]), *cmd[1:]]
         try:
             proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=self.env(env), cwd=cwd,
                                   stdin=subprocess.DEVNULL)
@@ -368,12 +392,13 @@ class SlurmCluster:
             return False
 
     def _node_idle(self) -> bool:
+        """Every node of the cluster is IDLE."""
         try:
-            out = self.run(["scontrol", "-o", "show", "node", self.node], check=False, timeout=5).stdout
+            out = self.run(["scontrol", "-o", "show", "node"], check=False, timeout=5).stdout
         except SlurmError:
             return False
-        state = parse_scontrol(out).get("State", "")
-        return state.startswith("IDLE")
+        states = {d.get("NodeName"): d.get("State", "") for d in map(parse_scontrol, out.splitlines()) if d}
+        return all(states.get(name, "").startswith("IDLE") for name, _ in self.node_addrs())
 
     def sbatch(self, script: Path | str, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                script_args: Sequence[str] = (), cwd: Path | None = None) -> str:

@@ -42,6 +42,8 @@ from evo.loop.coordinator import Board, Coordinator, Entry
 from evo.loop.finish import EXIT_PREEMPTED, finish, print_stopped
 from evo.loop.start import ResumePlan, start
 from evo.loop.sync import entry
+from evo.loop.watchdog import start as start_watchdog
+from evo.loop.watchdog import tick as tick_watchdog
 from evo.records import read_csv
 
 
@@ -112,7 +114,7 @@ def run_interval(a: AsyncRun, st: MemberState) -> bool:
         ex = hub.report({"kind": "explore", "member": m.index, "interval": k, "donor": int(donor),
                          "donor_hparams": got["hparams"], "donor_selection": got.get("selection", got["score"])})
         before = dict(m.hparams)
-        step.apply_copy(m, snap, ex["hparams"])
+        step.apply_copy(st.slot, snap, ex["hparams"])
         lineage = {"generation": k, "receiver": m.index, "donor": int(donor), "receiver_score": reply["receiver_score"],
                    "donor_score": reply["donor_score"], "hparams_before": before, "donor_hparams": got["hparams"],
                    "hparams_after": ex["hparams"], "changes": ex["changes"],
@@ -135,6 +137,7 @@ def run_interval(a: AsyncRun, st: MemberState) -> bool:
                           entry(o, time.perf_counter() - r.t_run0))
         st.checkpointed = checkpointed = st.next
     done = hub.report({"kind": "done", "row": row, "lineage": lineage, "checkpointed": checkpointed})
+    tick_watchdog(min(s.next for s in a.states))
     if done.get("stop") or reply.get("stop"):
         a.stop_seen = True
         return False
@@ -212,6 +215,7 @@ def run_async(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] |
     flat = r.slots[0].member.flat_size
     t_loop = time.perf_counter()
     stopped = False
+    dog = start_watchdog(cfg.run_dir, comm, cfg.watchdog_s, what="interval")
     with comm_mod.AsyncHub(comm, flat, [s.index for s in r.slots], decide=coord) as hub:
         a = AsyncRun(r, hub, states, np.empty(flat, dtype=np.float32), _slow_hook(),
                      bool(os.environ.get("EVO_CHECK_COPIES")))
@@ -228,6 +232,7 @@ def run_async(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] |
         try:
             stopped = _loop(a)
         finally:
+            dog.stop()
             for s in r.slots:
                 s.tb.flush()
     wall_loop = time.perf_counter() - t_loop
