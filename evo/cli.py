@@ -72,8 +72,9 @@ def run_baseline(argv: Sequence[str] | None, description: str) -> int:
 
     def body() -> int:
         from evo import loop
+        from evo.cmdline import explicit_flags, parse
         from evo.comm import root_decides, world
-        from evo.config import BaselineConfig, explicit_flags, parse
+        from evo.config import BaselineConfig
         from evo.hparam_sets import read_sets_file
 
         with everywhere():
@@ -97,16 +98,17 @@ def run_strategy(strategy: str, argv: Sequence[str] | None, description: str) ->
 
     def body() -> int:
         from evo import loop
+        from evo.cmdline import parse
         from evo.comm import TRANSPORTS, world
-        from evo.config import PBTConfig, parse
+        from evo.config import PBTConfig
         from evo.core.rules import RULES
 
         choices = {"transport": [*sorted(TRANSPORTS), "hub"], "rule": sorted(RULES)}
         with everywhere():
             cfg = parse(PBTConfig, argv, prog, description, choices, strategy=strategy)
         if cfg.hyperparams is not None:  # an RL Zoo file brings run and env settings (evo.zoo)
+            from evo.cmdline import explicit_flags
             from evo.comm import root_decides
-            from evo.config import explicit_flags
             from evo.core.space import read_space_file
             from evo.zoo import apply_zoo_file
 

@@ -8,14 +8,11 @@ input with the same one-line :class:`~evo.errors.ConfigError`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any
 
 from evo.errors import ConfigError
 
@@ -34,6 +31,8 @@ class CommonConfig:
     n_envs: int = arg(4, "parallel environments per member (one VecEnv)")
     n_steps: int = arg(256, "PPO rollout length per environment; a rollout is n_steps * n_envs env steps")
     eval_episodes: int = arg(10, "episodes per evaluation (score = mean return)")
+    eval_envs: int = arg(0, "envs an evaluation plays side by side, one forward pass per step for all (0 = as many "
+                            "as --eval-episodes; 1 = one episode after another); scores do not depend on it")
     eval_deterministic: bool | None = arg(
         None, "greedy actions when evaluating (default: on for Gymnasium, off for ProcGen as in the Procgen paper)"
     )
@@ -69,12 +68,17 @@ class CommonConfig:
                                         "scores stay raw returns")
     device: str = arg("cpu", "torch device: cpu, cuda, cuda:N, or auto (the node's GPUs round-robin by local "
                              "rank if it has any, else cpu)")
+    horizon_env_steps: int = arg(0, "env steps per member of the run as first planned: the horizon of schedules "
+                                    "such as DQN's exploration, kept when a resume adds generations (set by evo)",
+                                 cli=False)
 
     def validate(self) -> None:
         positive = ("n_envs", "n_steps", "eval_episodes")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.eval_envs < 0:
+            raise ConfigError(f"--eval-envs must be >= 0 (0 = as many as --eval-episodes), got {self.eval_envs}")
         if self.threads < 0:
             raise ConfigError(f"--threads must be >= 0, got {self.threads}")
         if self.checkpoint_every < 0:
@@ -156,11 +160,15 @@ class PBTConfig(CommonConfig):
     generations: int = arg(10, "number of generations (train, evaluate, select, explore)")
     steps_per_generation: int = arg(4096, "env steps each member trains per generation (multiple of the rollout)")
     quantile: float = arg(0.25, "truncation: fraction of members replaced each generation, in (0, 0.5]")
-    hyperparams: str | None = arg(None, "YAML file overriding the search space (bounds, init, explore)")
+    hyperparams: str | None = arg(None, "YAML file overriding the search space (bounds, init, explore), or an RL Zoo "
+                                        "hyperparameter file (its entry for --env-id is the population's start)")
     select_on: str = arg("train", "score used for selection: train (training levels) or test (held-out levels)")
     exchange: bool = arg(True, "move weights between members (--no-exchange: train the same members without PBT)")
     explore: str = arg("perturb", "explore step of the receivers: perturb (x0.8/x1.2 or resample) or pb2 "
                                   "(PB2's GP bandit, Parker-Holder et al. 2020)")
+    max_cost_ratio: float = arg(2.5, "explore never leaves a member with more gradient updates per env step than "
+                                      "this many times the population's median (evo.core.cost; 0 = no cap, "
+                                      "else >= 1)")
     async_mode: bool = arg(False, "asynchronous PBT: no generation barrier; each member trains, evaluates, publishes "
                                   "and copies a donor on its own schedule, comparing scores on one evaluation set",
                            flag="--async")
@@ -169,6 +177,9 @@ class PBTConfig(CommonConfig):
     transport: str | None = arg(None, "how members' states move: broadcast, p2p or subcomm (synchronous), hub "
                                       "(--async; its default); default: the entry point's (evo.wta broadcast, "
                                       "evo.truncation p2p, evo.truncation_collective subcomm)")
+    watchdog_s: float = arg(0.0, "end the job (exit 76: requeue and resume) when a rank completes no generation "
+                                 "(interval) for this many seconds, naming the ranks it waits for; 0 = max(600, 5x "
+                                 "the slowest so far), negative = off")
 
     def validate(self) -> None:
         super().validate()
@@ -197,6 +208,8 @@ class PBTConfig(CommonConfig):
             raise ConfigError("--select-on test needs --eval-test-levels")
         if self.explore not in ("perturb", "pb2"):
             raise ConfigError(f"--explore must be perturb or pb2, got {self.explore!r}")
+        if self.max_cost_ratio != 0 and not self.max_cost_ratio >= 1:
+            raise ConfigError(f"--max-cost-ratio must be 0 (no cap) or >= 1, got {self.max_cost_ratio}")
         self._resolve_rule_and_transport()
 
     def _resolve_rule_and_transport(self) -> None:
@@ -247,30 +260,34 @@ class BaselineConfig(PBTConfig):
     generations: int = arg(0, "", cli=False)
     steps_per_generation: int = arg(0, "", cli=False)
     quantile: float = arg(0.25, "", cli=False)
-    hyperparams: str | None = arg(None, "", cli=False)
+    hyperparams: str | None = arg(None, "an RL Zoo hyperparameter file (hyperparams/<algo>.yml): its entry for "
+                                        "--env-id is the set (instead of --param-name)")
     select_on: str = arg("train", "", cli=False)
     exchange: bool = arg(False, "", cli=False)
     explore: str = arg("perturb", "", cli=False)
+    max_cost_ratio: float = arg(0.0, "", cli=False)
     async_mode: bool = arg(False, "", cli=False)
     set_hparams: dict[str, Any] | None = field(default=None, metadata={"help": "", "cli": False})
 
     def resolve(self, explicit: set[str], sets_text: str | None = None) -> None:
         """Apply the named set (flags given on the command line win) and derive the schedule.
 
-        ``sets_text``: the contents of ``--param-file``, read on one rank and broadcast."""
+        ``sets_text``: the text of ``--param-file`` or ``--hyperparams`` (RL Zoo), read on one rank and broadcast."""
         from evo.core.space import check_algo, generation_unit
         from evo.hparam_sets import RUN_KEYS, default_set_name, get_set, split_set
+        from evo.zoo import baseline_zoo_set
 
         check_algo(self.algo)
+        zoo_set = baseline_zoo_set(self, explicit, sets_text)  # an RL Zoo file: its entry for --env-id
         name = self.param_name
-        if name == "auto":
+        if name == "auto" and zoo_set is None:
             from evo.envs import procgen_game
 
             name = default_set_name(self.algo, self.env_id, procgen_game(self.env_id) is not None)
             self.param_name = name
         from evo.envs import split_env_settings
 
-        env_settings, values = split_env_settings(get_set(name, self.param_file, sets_text))
+        env_settings, values = split_env_settings(zoo_set or get_set(name, self.param_file, sets_text))
         self.apply_env_settings(env_settings)
         for key in RUN_KEYS:
             if key in values and key not in explicit:
@@ -295,100 +312,3 @@ class BaselineConfig(PBTConfig):
     def run_dir(self) -> Path:
         assert self.exp_name is not None
         return Path(self.log_dir) / self.exp_name
-
-
-C = TypeVar("C", bound=CommonConfig)
-
-
-
-class _CollectAction(argparse.Action):
-    """A repeatable flag of several tokens (``--env-kwargs``, ``--wrapper``): each use is parsed and
-    added to the previous ones (``evo.envs.collect_flag``)."""
-
-    def __call__(self, parser: Any, ns: argparse.Namespace, values: Any, option: str | None = None) -> None:
-        from evo.envs import collect_flag
-
-        setattr(ns, self.dest, collect_flag(self.dest, getattr(ns, self.dest, None), values))
-
-
-def _base_type(tp: Any) -> tuple[type, bool]:
-    """(underlying type, optional?) of a field annotation like ``int | None``."""
-    args = getattr(tp, "__args__", None)
-    if args:
-        non_none = [a for a in args if a is not type(None)]
-        return non_none[0], len(non_none) != len(args)
-    return tp, False
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except where the help text already explains them."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default is None or action.default is argparse.SUPPRESS:
-            return text
-        return super()._get_help_string(action) or text
-
-
-def build_parser(cls: type[CommonConfig], prog: str, description: str,
-                 choices: Mapping[str, Sequence[str]] | None = None) -> argparse.ArgumentParser:
-    """The command line of ``cls``; ``choices``: allowed values of some fields (registries the
-    caller knows, e.g. the transports)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
-    hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True):
-            continue
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        tp, _optional = _base_type(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        if "nargs" in f.metadata:
-            factory: Any = f.default_factory
-            parser.add_argument(flag, dest=f.name, action=_CollectAction, nargs=f.metadata["nargs"], help=help_text,
-                                default=factory(), metavar=f.metadata["metavar"])
-        elif tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default, help=help_text)
-        else:
-            opts = (choices or {}).get(f.name)
-            parser.add_argument(flag, dest=f.name, type=tp, default=f.default, help=help_text,
-                                **({"choices": list(opts)} if opts else {"metavar": f.name.upper()}))
-    return parser
-
-
-def parse(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
-          choices: Mapping[str, Sequence[str]] | None = None, **fixed: Any) -> C:
-    """Parse ``argv`` into ``cls``; a bad flag or value is a :class:`ConfigError` (one line)."""
-    parser = build_parser(cls, prog, description, choices)
-
-    def error(message: str) -> Any:
-        raise ConfigError(message)
-
-    parser.error = error  # type: ignore[method-assign]
-    ns = parser.parse_args(argv)
-    values = {k: v for k, v in vars(ns).items()}
-    values.update(fixed)
-    cfg = cls(**values)
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number")
-    return cfg
-
-
-def explicit_flags(cls: type[CommonConfig], argv: Sequence[str] | None) -> set[str]:
-    """Field names whose flags appear in ``argv`` (so a named set does not override them)."""
-    parser = build_parser(cls, "evo", "")
-    parser.argument_default = argparse.SUPPRESS
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    ns, _ = parser.parse_known_args(argv)
-    return set(vars(ns))
-
-
-def save_config(cfg: CommonConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the resolved configuration as JSON (atomically)."""
-    from evo.records import atomic_write_text
-
-    data = {"config": cfg.to_dict(), **(extra or {})}
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 import pytest
 from conftest import ROOT, TINY, mpiexec_path, run_mpi, signal_after
 
-from evo.config import PBTConfig, parse
+from evo.cmdline import parse
+from evo.config import PBTConfig
 from evo.errors import ConfigError
 from evo.loop.coordinator import Board, Coordinator
 

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evo.config import PBTConfig, parse
+from evo.cmdline import parse
+from evo.config import PBTConfig
 from evo.core.cost import CAP_OP, CostLimit, cost, cost_limit, replay_schedule
 from evo.core.decide import decide, explore_from
 from evo.core.space import default_space, parse_space, space_from_mapping

@@ -23,7 +23,8 @@ import pytest
 from conftest import ROOT, mpiexec_path, run_cmd, run_module, run_mpi
 from gymnasium import spaces
 
-from evo.config import BaselineConfig, PBTConfig, build_parser, parse
+from evo.cmdline import build_parser, parse
+from evo.config import BaselineConfig, PBTConfig
 from evo.envs import (
     EnvSpec,
     check_env,

@@ -59,7 +59,7 @@ def test_bad_algo_device_and_normalisation_are_one_line_errors() -> None:
 
 
 def test_new_flags_reach_the_command_line() -> None:
-    from evo.config import parse
+    from evo.cmdline import parse
 
     cfg = parse(PBTConfig, ["--algo", "sac", "--env-id", "Pendulum-v1", "--normalize-obs", "--no-normalize-reward",
                             "--device", "cuda:1"], "evo", "")

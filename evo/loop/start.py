@@ -40,6 +40,8 @@ class ResumePlan:
     """member -> its manifest's entry (latest score, eval set, hyperparameters, env steps)"""
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    horizon_env_steps: int = 0
+    """The run's schedule horizon as first planned (config.json)."""
     extended: bool = False
     """The run had finished its planned generations and this resume adds more: its last generation
     ended without the exploit that is now due (the sync schedule makes it before going on)."""
@@ -58,7 +60,7 @@ def space_for(cfg: PBTConfig, text: str | None) -> Space:
     """The search space: defaults overridden by ``text`` (``--hyperparams``, read on rank 0)."""
     if cfg.strategy == "baseline":
         return Space(params={}, constants=dict(getattr(cfg, "set_hparams", None) or {}))
-    return parse_space(text, cfg.rollout_size, str(cfg.hyperparams), cfg.algo)
+    return parse_space(text, cfg.rollout_size, str(cfg.hyperparams), cfg.algo, cfg.env_id)
 
 
 def _space_dict(space: Space) -> dict[str, Any]:
@@ -163,7 +165,9 @@ def _resume_plan(cfg: PBTConfig, expected: Mapping[str, Any], settings: Mapping[
     accepted = check_resume_settings(run_dir / "config.json", settings, min(starts))
     old_plan = accepted.get("generations", [None])[0]
     wall = max(float(e.get("wall_s", 0.0)) for e in entries.values()) if entries else 0.0
-    return ResumePlan(dirs, starts, entries, wall, notes, extended=old_plan is not None and min(starts) >= old_plan)
+    saved = json.loads((run_dir / "config.json").read_text()).get("config", {})
+    return ResumePlan(dirs, starts, entries, wall, notes, horizon_env_steps=int(saved.get("horizon_env_steps") or 0),
+                      extended=old_plan is not None and min(starts) >= old_plan)
 
 
 def _versions() -> dict[str, str]:
@@ -180,7 +184,7 @@ def _versions() -> dict[str, str]:
 
 def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[str, Any], first: Any) -> None:
     """(rank 0, a new run) config.json: the resolved settings and what a reader needs to trust them."""
-    from evo.config import save_config
+    from evo.cmdline import save_config
     from evo.reference import random_policy_score
 
     assert cfg.num_agents is not None
@@ -220,6 +224,9 @@ def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | Non
             raise
 
     plan = comm_mod.root_decides(comm, prepare)
+    from evo.learners import planned_env_steps
+
+    cfg.horizon_env_steps = (plan.horizon_env_steps if plan is not None else 0) or planned_env_steps(cfg)
     ids = comm_mod.local_members(cfg.num_agents, rank, world)
     local = comm_mod.local_rank(comm)  # collective: before any rank can fail alone
     comm_mod.on_every_rank(comm, lambda: verify_env(cfg))  # the env imports and builds on every rank
