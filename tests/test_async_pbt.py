@@ -37,7 +37,7 @@ def lineage(run: Path) -> list[dict]:
 def coordinator(n: int, rule: str = "truncation", quantile: float = 0.25) -> Coordinator:
     cfg = SimpleNamespace(rule=rule, quantile=quantile, seed=0, select_on="train", explore="perturb",
                           generations=100)
-    run = SimpleNamespace(cfg=cfg, n=n, exchanging=True, pb2_start={}, pb2_history=[])
+    run = SimpleNamespace(cfg=cfg, n=n, exchanging=True, rule=rule, pb2_start={}, pb2_history=[])
     return Coordinator(run, Board(n), {}, 0)  # type: ignore[arg-type]
 
 

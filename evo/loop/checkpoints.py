@@ -97,11 +97,12 @@ def write_member(directory: Path, member: Any, generation: int, meta: Mapping[st
         _write_bytes(files["replay"], replay)
     write_json(files["json"], {**member.state_dict(), "env_snapshot": env is not None})
     _write_bytes(files["rng"], pickle.dumps(rng_state()))
-    listed = {kind: {"name": p.name, "bytes": p.stat().st_size} for kind, p in files.items() if p.exists()}
+    listed: dict[str, dict[str, Any]] = {kind: {"name": p.name, "bytes": p.stat().st_size}
+                                         for kind, p in files.items() if p.exists()}
     write_json(member_manifest(directory, member.index), {
         "format": FORMAT_VERSION, "member": member.index, "generation": generation, "meta": dict(meta),
         "files": listed, "entry": dict(entry)})
-    return sum(f["bytes"] for f in listed.values()), time.perf_counter() - t0
+    return sum(int(f["bytes"]) for f in listed.values()), time.perf_counter() - t0
 
 
 def write_manifest(directory: Path, generation: int, world_size: int, meta: Mapping[str, Any],

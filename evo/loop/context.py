@@ -106,6 +106,17 @@ class Run:
         return self.cfg.strategy == "baseline"
 
     @property
+    def rule(self) -> str:
+        """The selection rule (resolved from the preset by ``PBTConfig.validate``)."""
+        assert self.cfg.rule is not None, "PBTConfig.validate() resolves --rule"
+        return self.cfg.rule
+
+    @property
+    def transport_name(self) -> str:
+        assert self.cfg.transport is not None, "PBTConfig.validate() resolves --transport"
+        return self.cfg.transport
+
+    @property
     def exchanging(self) -> bool:
         """Whether this run copies members at all (not a baseline, not --no-exchange, n > 1)."""
         return not self.baseline and bool(self.cfg.exchange) and self.n > 1

@@ -163,7 +163,7 @@ class Coordinator:
             cfg = self.r.cfg
             entries = self.board.by_set[k]
             scores = [entries[i].selection for i in range(self.board.n)]
-            transfers = get_rule(cfg.rule).plan(scores, cfg.quantile, selection_rng(cfg.seed, k))
+            transfers = get_rule(self.r.rule).plan(scores, cfg.quantile, selection_rng(cfg.seed, k))
             self._plans = {k: {t.receiver: t.donor for t in transfers}}  # older sets are never used again
             self.board.forget_before(k)
         return self._plans[k]

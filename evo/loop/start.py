@@ -257,11 +257,11 @@ def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | Non
         if cfg.tb_writer and r.n > 1:
             purge = (plan.start + 1) * cfg.steps_per_generation if plan is not None else None
             r.pop_tb = TensorBoard(cfg.run_dir / "tb" / "population", purge_step=purge)
-        resumed = ""
+        where = ""
         if plan is not None:
-            resumed = f", resumed (next intervals {plan.starts})" if cfg.async_mode else \
+            where = f", resumed (next intervals {plan.starts})" if cfg.async_mode else \
                 f", resumed at generation {plan.start}"
-        print_start(r, threads, resumed)
+        print_start(r, threads, where)
     r.t_run0 = time.perf_counter() - (plan.wall_s if plan is not None else 0.0)  # wall time continues
     return r, plan
 

@@ -53,7 +53,7 @@ def publish_and_decide(r: Run, gen: int, outcomes: list[Outcome]) -> tuple[Popul
         if cfg.explore == "pb2":
             r.pb2_history += pb2_observations(gen, sel, pop.hparams, r.pb2_start)
         if r.exchanging and not step.is_last(r, gen):
-            pop.decisions = decide(cfg.rule, gen, sel, pop.hparams, r.space, cfg.quantile, cfg.seed,
+            pop.decisions = decide(r.rule, gen, sel, pop.hparams, r.space, cfg.quantile, cfg.seed,
                                    cfg.explore, r.pb2_history, limit=cost_limit(cfg))
         r.pb2_start = next_start_scores(sel, pop.decisions)
         if r.transport is not None:
@@ -197,7 +197,7 @@ def catch_up(r: Run, gen: int, plan: Any) -> None:
         rows = [{"member": i, "eval_set": plan.entries[i].get("eval_set", gen),
                  "env_steps": plan.entries[i]["env_steps"]} for i in range(r.n)]
         if r.exchanging:
-            pop.decisions = decide(r.cfg.rule, gen, pop.selection, pop.hparams, r.space, r.cfg.quantile, r.cfg.seed,
+            pop.decisions = decide(r.rule, gen, pop.selection, pop.hparams, r.space, r.cfg.quantile, r.cfg.seed,
                                    r.cfg.explore, r.pb2_history, limit=cost_limit(r.cfg))
         r.pb2_start = next_start_scores(pop.selection, pop.decisions)
         payloads = rank_payloads(r.transport, pop.decisions, r.comm.Get_size()) if r.transport is not None else None
@@ -219,7 +219,7 @@ def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | 
     r, plan = start(cfg, comm, schedule)
     start_gen = plan.start if plan is not None else 0
     if r.exchanging:
-        r.transport = comm_mod.make_transport(cfg.transport, comm, r.slots[0].member.flat_size)
+        r.transport = comm_mod.make_transport(r.transport_name, comm, r.slots[0].member.flat_size)
     if r.rank == 0 and plan is not None and cfg.explore == "pb2":
         from evo.loop.history import pb2_history_from_records
 
