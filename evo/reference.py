@@ -1,18 +1,18 @@
 """The random-policy reference: what uniformly random actions score on a run's evaluation env.
 
 A score only means something next to a floor. :func:`random_policy_score` plays uniformly random
-actions on the evaluation env built exactly as a member builds it (same env spec, same number of
-envs, the same paired evaluation seed of generation 0) and returns the mean return over
-``n_episodes`` episodes, allocated to the envs the way stable-baselines3's ``evaluate_policy``
-allocates them, so the reference and a member's score average the same kind of episodes.
+actions on the episodes a member is scored on: the evaluation envs built as a member builds them
+(same env spec), the same paired evaluation set (generation 0's seed) and the same path
+(:func:`evo.learners.evaluation.play`: every episode played to its end, ``eval_envs`` side by side),
+and returns their mean return.
 
-Actions come from ``numpy.random.default_rng`` seeded with ``evo.core.seeds.rng(seed, REFERENCE)``:
-the same ``(config, n_episodes, seed)`` always gives the same score.
+Episode ``j``'s actions come from its own generator ``evo.core.seeds.rng(seed, REFERENCE, j)``: the
+same ``(config, n_episodes, seed)`` always gives the same score, whatever ``eval_envs``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,51 +41,43 @@ def sample_actions(space: Any, rng: np.random.Generator, n: int) -> np.ndarray:
     raise ConfigError(f"random-policy reference: unsupported action space {space}")
 
 
-def episode_targets(n_episodes: int, n_envs: int) -> np.ndarray:
-    """Episodes each env plays: ``(n + i) // n_envs`` for env ``i``, as ``evaluate_policy`` does."""
-    return np.array([(n_episodes + i) // n_envs for i in range(n_envs)], dtype=np.int64)
+class RandomActor:
+    """Uniformly random actions (an :class:`evo.learners.evaluation.Actor`), each episode from its own stream."""
 
+    def __init__(self, seed: int, action_space: Any) -> None:
+        self.seed = seed
+        self.action_space = action_space
 
-def play_random(env: Any, n_episodes: int, rng: np.random.Generator) -> list[float]:
-    """Returns of ``n_episodes`` random-action episodes on a seeded, not yet reset VecEnv."""
-    n_envs = env.num_envs
-    targets = episode_targets(n_episodes, n_envs)
-    counts = np.zeros(n_envs, dtype=np.int64)
-    current = np.zeros(n_envs, dtype=np.float64)
-    returns: list[float] = []
-    env.reset()
-    while (counts < targets).any():
-        _, rewards, dones, infos = env.step(sample_actions(env.action_space, rng, n_envs))
-        current += rewards
-        for i in np.flatnonzero(dones):
-            if counts[i] < targets[i]:
-                episode = infos[i].get("episode")
-                returns.append(float(episode["r"]) if episode is not None else float(current[i]))
-                counts[i] += 1
-            current[i] = 0.0
-    return returns
+    def rng(self, seed: int, episode: int) -> np.random.Generator:
+        return seeds.rng(self.seed, seeds.REFERENCE, episode)
+
+    def rows(self, n_episodes: int) -> int:
+        return n_episodes  # no forward pass: any grouping will do
+
+    def act(self, episodes: Sequence[Any], rows: int) -> list[Any]:
+        return [sample_actions(self.action_space, e.rng, 1)[0] for e in episodes]
 
 
 def random_policy_score(cfg_dict: Mapping[str, Any], n_episodes: int, seed: int) -> float:
-    """Mean return of uniformly random actions over ``n_episodes`` episodes of the evaluation env.
+    """Mean return of uniformly random actions over ``n_episodes`` episodes of the evaluation set.
 
     ``cfg_dict`` is a run's ``config`` (``config.json``): the env (``env_id``, its ProcGen level
-    options or its ``env_kwargs`` and ``env_wrapper`` chain) and ``n_envs`` are read (defaults as
+    options or its ``env_kwargs`` and ``env_wrapper`` chain) and ``eval_envs`` are read (defaults as
     in evo's CLI), so the floor is measured on the env the members are scored on.
     """
-    from evo.envs import EnvSpec, make_vec_env
+    from evo.envs import EnvSpec
+    from evo.learners.envs import make_eval_envs
+    from evo.learners.evaluation import play
 
     if n_episodes <= 0:
         raise ConfigError(f"random-policy reference: n_episodes must be > 0, got {n_episodes}")
-    spec = EnvSpec.from_config(cfg_dict)
-    n_envs = max(1, min(int(cfg_dict.get("n_envs", 1)), n_episodes))
-    env = make_vec_env(spec, n_envs=n_envs, seed=seeds.env_seed(seed, 0, 1))
+    envs = make_eval_envs(EnvSpec.from_config(cfg_dict))
     try:
-        env.seed(seeds.eval_seed(seed, 0, 0, paired=True))
-        returns = play_random(env, n_episodes, seeds.rng(seed, seeds.REFERENCE))
+        returns = play(envs, RandomActor(seed, envs.action_space), n_episodes, seeds.eval_seed(seed, 0, 0, paired=True),
+                       int(cfg_dict.get("eval_envs", 0)))
     finally:
-        env.close()
+        envs.close()
     return float(np.mean(returns))
 
 
-__all__ = ["episode_targets", "play_random", "random_policy_score", "sample_actions"]
+__all__ = ["RandomActor", "random_policy_score", "sample_actions"]

@@ -1,10 +1,12 @@
-"""A fixed-seed synchronous run writes the same records as before the loop was rewritten.
+"""A fixed-seed synchronous run writes the same records as the pinned ones.
 
-The pinned files (tests/data/pin_truncation_s3/) were written by the old loop. Everything that
-selection and training computed must be identical: every member's score, env steps and
+The pinned files (tests/data/pin_truncation_s3/) were first written by the loop before its rewrite
+into evo/loop/ (the rewritten loop reproduced them exactly, but for the last generation's exploit,
+which the old loop made although nothing trained on it), and regenerated once since, when batched
+evaluation changed the episodes a score is measured on (see the folder's README). Everything that
+selection and training compute must stay identical: every member's score, env steps and
 hyperparameters per generation, and every exploit (receiver, donor, compared scores, explored
-hyperparameters) — except the last generation's exploit, which the old loop made although nothing
-trained on it, and the new loop does not make (the last generation ends with its evaluation).
+hyperparameters).
 
 The run searches the default PPO space of its time (old_ppo_space.yaml; the default has changed since)
 with the default cost cap (--max-cost-ratio 2.5), which none of its explores reached: a cap that

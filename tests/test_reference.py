@@ -7,7 +7,7 @@ import pytest
 from gymnasium import spaces
 
 from evo.errors import ConfigError
-from evo.reference import episode_targets, play_random, random_policy_score, sample_actions
+from evo.reference import RandomActor, random_policy_score, sample_actions
 
 CARTPOLE = {"env_id": "CartPole-v1", "num_levels": 0, "start_level": 0, "distribution_mode": "easy", "n_envs": 4,
             "eval_episodes": 10, "seed": 0}
@@ -26,40 +26,27 @@ def test_cartpole_random_policy_is_near_its_known_return() -> None:
     # Uniformly random actions keep CartPole-v1 up for about 22 steps on average (std about 12).
     score = random_policy_score(CARTPOLE, 200, 0)
     assert 18.0 < score < 26.0, score
-    assert random_policy_score({**CARTPOLE, "n_envs": 1}, 200, 0) == pytest.approx(score, abs=4.0)
+    # the same episodes and actions whatever the envs side by side (evo.learners.evaluation.play)
+    assert random_policy_score({**CARTPOLE, "eval_envs": 1}, 200, 0) == score
+    assert random_policy_score({**CARTPOLE, "eval_envs": 7, "n_envs": 1}, 200, 0) == score
 
 
-def test_episodes_are_allocated_like_evaluate_policy() -> None:
-    assert episode_targets(10, 4).tolist() == [2, 2, 3, 3]
-    assert episode_targets(3, 3).tolist() == [1, 1, 1]
-    for n in range(1, 12):
-        for k in range(1, n + 1):
-            assert episode_targets(n, k).sum() == n
+@pytest.mark.timeout(120)
+def test_reference_plays_the_members_episodes() -> None:
+    """The floor is measured on generation 0's paired evaluation set: episode j starts where a
+    member's episode j starts, and its actions are episode j's own."""
+    from evo.core import seeds
+    from evo.envs import EnvSpec
+    from evo.learners.envs import make_eval_envs
+    from evo.learners.evaluation import play
 
-
-class CountingVecEnv:
-    """A fake VecEnv whose env ``i`` ends an episode every ``i + 2`` steps with reward 1 per step."""
-
-    def __init__(self, n_envs: int) -> None:
-        self.num_envs = n_envs
-        self.action_space = spaces.Discrete(2)
-        self.t = np.zeros(n_envs, dtype=np.int64)
-
-    def reset(self) -> np.ndarray:
-        self.t[:] = 0
-        return np.zeros((self.num_envs, 1))
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        assert actions.shape == (self.num_envs,) and set(actions.tolist()) <= {0, 1}
-        self.t += 1
-        dones = self.t % (np.arange(self.num_envs) + 2) == 0
-        return np.zeros((self.num_envs, 1)), np.ones(self.num_envs), dones, [{} for _ in range(self.num_envs)]
-
-
-def test_play_random_counts_each_envs_episodes_and_returns() -> None:
-    returns = play_random(CountingVecEnv(3), 7, np.random.default_rng(0))
-    # targets [2, 2, 3]: env 0 (length 2) x2, env 1 (length 3) x2, env 2 (length 4) x3
-    assert sorted(returns) == [2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 4.0]
+    envs = make_eval_envs(EnvSpec.from_config(CARTPOLE))
+    actor = RandomActor(3, envs.action_space)
+    returns = play(envs, actor, 12, seeds.eval_seed(3, 0, 0, paired=True))
+    assert float(np.mean(returns)) == random_policy_score(CARTPOLE, 12, 3)
+    alone = play(envs, actor, 1, seeds.eval_seed(3, 0, 0, paired=True))  # episode 0 on its own
+    assert alone[0] == returns[0]
+    envs.close()
 
 
 def test_sample_actions_stay_in_their_space() -> None:
@@ -91,8 +78,9 @@ def test_reference_plays_the_runs_own_env_kwargs_and_wrappers(monkeypatch: pytes
     bare = random_policy_score(reach, 30, 1)
     penalised = random_policy_score({**reach, "env_wrapper": [{"evo_reach.wrappers:StepPenalty": {"penalty": 0.5}}]},
                                     30, 1)
-    longer = random_policy_score({**reach, "env_kwargs": {"size": 9}}, 30, 1)
+    longer = random_policy_score({**reach, "env_kwargs": {"size": 9},
+                                  "env_wrapper": [{"evo_reach.wrappers:StepPenalty": {"penalty": 0.5}}]}, 30, 1)
     assert 0.0 < bare < 1.0 and penalised < bare - 0.5  # every episode lasts at least one step
-    assert longer != bare  # the kwargs reach the env
+    assert longer < penalised - 1.0  # the kwargs reach the env: random walks on a longer line take longer
     with pytest.raises(ConfigError, match="cannot import 'nowhere_pkg'"):
         random_policy_score({**reach, "env_id": "nowhere_pkg:Reach-v0"}, 4, 0)

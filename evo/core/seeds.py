@@ -18,6 +18,10 @@ purpose            key                                     used for
 ``FINAL``          ``(FINAL,)``                            the final evaluation on unseen episodes (shared
                                                           by every run, whatever its seed)
 =================  ======================================  =============================================
+
+Inside one evaluation set with seed ``s`` (:mod:`evo.learners.evaluation`), episode ``j`` starts
+from ``[s, 0, j]`` and draws its actions from ``[s, 1, j]`` (these cannot meet the streams above,
+whose tags are >= 101); the random-policy reference's episode ``j`` uses ``(seed, REFERENCE, j)``.
 """
 
 from __future__ import annotations

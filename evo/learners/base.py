@@ -37,11 +37,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import FloatSchedule, set_random_seed, update_learning_rate
-from stable_baselines3.common.vec_env import VecNormalize
 
 from evo.core import seeds
 from evo.core.algos import AlgoSpec
@@ -229,23 +227,26 @@ class Learner:
         return self._flat.finite()
 
     def evaluate(self, n_episodes: int, deterministic: bool, seed: int, test_levels: bool = False) -> float:
-        """Mean raw return over ``n_episodes`` on the evaluation (or held-out) env; NaN if failed.
+        """Mean raw return of evaluation set ``seed`` (``n_episodes`` episodes, :mod:`evo.learners.evaluation`)
+        on the evaluation (or held-out) levels; NaN if failed."""
+        returns = self.episode_returns(n_episodes, deterministic, seed, test_levels)
+        return math.nan if returns is None else float(np.mean(returns))
 
-        With ``--normalize-obs`` the evaluation env normalises observations with a frozen copy of
-        the training statistics (it never updates them); rewards are never normalised there."""
+    def episode_returns(self, n_episodes: int, deterministic: bool, seed: int, test_levels: bool = False,
+                        slots: int | None = None) -> np.ndarray | None:
+        """Raw return of each episode of evaluation set ``seed``, in order (``None`` if failed), ``slots``
+        envs at once (default ``--eval-envs``). With ``--normalize-obs`` observations are normalised
+        with a frozen copy of the training statistics (never updated there); rewards stay raw."""
+        from evo.learners.evaluation import PolicyActor, play
+
         if self.failed:
-            return math.nan
-        env = self.test_env if test_levels else self.eval_env
-        assert env is not None, "held-out levels were not requested"
-        if isinstance(env, VecNormalize) and self.vecnorm is not None:
-            env.obs_rms = self.vecnorm.obs_rms.copy()
-            env.ret_rms = self.vecnorm.ret_rms.copy()
-        env.seed(seed)
-        set_random_seed(seed)  # stochastic evaluation samples actions from torch's global rng
-        self.model.action_space.seed(seed)  # DQN's epsilon-greedy draws from the action space
-        returns, _ = evaluate_policy(self.model, env, n_eval_episodes=n_episodes,
-                                     deterministic=deterministic, return_episode_rewards=True, warn=False)
-        return float(np.mean(returns))
+            return None
+        envs = self.test_env if test_levels else self.eval_env
+        assert envs is not None, "held-out levels were not requested"
+        if self.vecnorm is not None and self.vecnorm.norm_obs:
+            envs.freeze(self.vecnorm)
+        width = int(getattr(self.cfg, "eval_envs", 0)) if slots is None else slots
+        return play(envs, PolicyActor(self.model, deterministic), n_episodes, seed, width)
 
     # -- env state (continuing episodes across a checkpoint) --------------------------------
     def env_state(self) -> bytes | None:
