@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_module, run_mpi
+from conftest import TINY, run_cmd, run_module, run_mpi
 
 pytestmark = pytest.mark.mpi
 STRATEGIES = ["wta", "truncation", "truncation_collective"]
@@ -164,3 +165,12 @@ def test_baseline_default_log_dir_and_unknown_set(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "unknown --param-name 'nope'" in res.stderr and "baseline3" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_no_gym_banner_when_sb3_or_procgen_is_imported() -> None:
+    """ProcGen needs the old gym package, which SB3 imports whenever it is installed: in evo's environment
+    neither a plain `import stable_baselines3` (a user's script, rl_zoo3.enjoy) nor evo prints gym's banner."""
+    code = "import stable_baselines3, procgen, evo.learners, evo.envs"
+    res = run_cmd([sys.executable, "-c", code], timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "Gym has been unmaintained" not in res.stderr and "gym" not in res.stderr.lower(), res.stderr
