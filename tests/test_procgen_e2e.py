@@ -44,7 +44,7 @@ def test_pbt_on_bigfish_with_held_out_levels(tmp_path: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["select_on"] == "test" and summary["best_test_score"] == float(gens[-1]["best_member_test_score"])
     lineage = [json.loads(ln) for ln in (run / "lineage.jsonl").read_text().splitlines()]
-    assert len(lineage) == 2  # one exploit per generation with 2 members
+    assert len(lineage) == 1  # one exploit per generation with 2 members, none after the last
     assert (run / "best_model.zip").exists()
 
 
