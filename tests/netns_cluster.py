@@ -38,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from slurm_cluster import _alive
+
 ROOT = Path(__file__).resolve().parents[1]
 NETNS_RSH = ROOT / "hpc" / "netns-rsh"
 SUBNET = "10.213.77"
@@ -73,16 +75,6 @@ def available() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _netns_names() -> list[str]:
     out = _ip("netns", "list", check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -105,7 +97,7 @@ def sweep_stale() -> list[str]:
     removed = []
     for ns in _netns_names():
         m = re.fullmatch(r"evo(\d+)x\d+-(hub|n\d+)", ns)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not _alive(int(m.group(1))):
             _kill_netns_processes(ns, time.monotonic() + 5)
             _ip("netns", "del", ns, check=False)
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)

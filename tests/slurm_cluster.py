@@ -502,3 +502,18 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def job_log(path: Path) -> str:
+    """A batch job's output file, or a placeholder while it does not exist yet."""
+    return path.read_text(errors="replace") if path.exists() else "(no job output)"
+
+
+def wait_for_job(slurm: SlurmCluster, job: str, log: Path, timeout: float) -> dict[str, str]:
+    """The finished job's record; a test failure with the job's output and slurmctld's log if it does not end."""
+    import pytest
+
+    try:
+        return slurm.wait_for(job, timeout=timeout)
+    except SlurmError as exc:
+        pytest.fail(f"{exc}\n--- job output\n{job_log(log)[-4000:]}\n--- slurmctld\n{slurm.log_tail()}")

@@ -34,7 +34,8 @@ from conftest import MPI_SCRIPTS, ROOT, TINY, Completed, mpiexec_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netns_cluster import NetnsCluster, available
-from slurm_cluster import SlurmCluster, SlurmError, SlurmUnavailable, ensure_installed
+from slurm_cluster import SlurmUnavailable, ensure_installed, job_log
+from slurm_cluster import wait_for_job as wait_job
 from slurm_multinode import MultiNodeSlurm
 
 pytestmark = [pytest.mark.multinode, pytest.mark.mpi]
@@ -318,20 +319,22 @@ def slurm() -> Iterator[MultiNodeSlurm]:
         yield cluster
 
 
+def submit_and_wait_for_a_checkpoint(slurm: MultiNodeSlurm, tmp_path: Path, log: Path, run_dir: Path,
+                                     env: dict[str, str]) -> str:
+    """Submit hpc/pbt.sbatch on 2 nodes x 2 tasks and wait for its first complete checkpoint."""
+    job = slurm.sbatch(ROOT / "hpc" / "pbt.sbatch", ["--chdir", str(tmp_path), "--output", str(log), "--nodes", "2",
+                                                      "--ntasks", "4", "--ntasks-per-node", "2"], env=env)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "gen_000001" / "manifest.json").exists():
+        if time.monotonic() > deadline or slurm.state(job) not in ("PENDING", "RUNNING", "CONFIGURING"):
+            pytest.fail(f"no first checkpoint ({slurm.state(job)})\n{job_log(log)[-3000:]}")
+        time.sleep(0.1)
+    return job
+
+
 def sbatch_env(log_dir: Path, **extra: str) -> dict[str, str]:
     env = {"EVO_HOME": str(ROOT), "EVO_LOG_DIR": str(log_dir), "OMP_NUM_THREADS": "1", "EVO_VENV": sys.prefix}
     return {**env, **extra}
-
-
-def job_log(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else "(no job output)"
-
-
-def wait_job(slurm: SlurmCluster, job: str, log: Path, timeout: float) -> dict[str, str]:
-    try:
-        return slurm.wait_for(job, timeout=timeout)
-    except SlurmError as exc:
-        pytest.fail(f"{exc}\n--- job output\n{job_log(log)[-4000:]}\n--- slurmctld\n{slurm.log_tail()}")
 
 
 SLURM_ARGS = "--env-id CartPole-v1 --steps-per-generation 256 --n-envs 2 --n-steps 128 --eval-episodes 2 --no-tb-writer"
@@ -367,13 +370,7 @@ def test_slurm_lost_node_requeues_and_resumes(slurm: MultiNodeSlurm, tmp_path: P
     run_dir = tmp_path / "logs" / "x"
     env = sbatch_env(tmp_path / "logs", EVO_STRATEGY="truncation", EVO_LAUNCHER="mpiexec", EVO_EXP_NAME="x",
                      EVO_ARGS=f"{SLURM_ARGS} --generations {gens}")
-    job = slurm.sbatch(ROOT / "hpc" / "pbt.sbatch", ["--chdir", str(tmp_path), "--output", str(log), "--nodes", "2",
-                                                      "--ntasks", "4", "--ntasks-per-node", "2"], env=env)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "gen_000001" / "manifest.json").exists():
-        if time.monotonic() > deadline or slurm.state(job) not in ("PENDING", "RUNNING", "CONFIGURING"):
-            pytest.fail(f"no first checkpoint ({slurm.state(job)})\n{job_log(log)[-3000:]}")
-        time.sleep(0.1)
+    job = submit_and_wait_for_a_checkpoint(slurm, tmp_path, log, run_dir, env)
     victim = hosts_of(run_dir)[3]
     t0 = time.monotonic()
     slurm.net.kill_node(victim)
@@ -404,13 +401,7 @@ def test_slurm_silent_network_requeues_and_resumes(slurm: MultiNodeSlurm, tmp_pa
     run_dir = tmp_path / "logs" / "x"
     env = sbatch_env(tmp_path / "logs", EVO_STRATEGY="truncation", EVO_LAUNCHER="mpiexec", EVO_EXP_NAME="x",
                      EVO_STALL_GRACE="10", EVO_ARGS=f"{SLURM_ARGS} --generations {gens} --watchdog-s {limit}")
-    job = slurm.sbatch(ROOT / "hpc" / "pbt.sbatch", ["--chdir", str(tmp_path), "--output", str(log), "--nodes", "2",
-                                                      "--ntasks", "4", "--ntasks-per-node", "2"], env=env)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "gen_000001" / "manifest.json").exists():
-        if time.monotonic() > deadline or slurm.state(job) not in ("PENDING", "RUNNING", "CONFIGURING"):
-            pytest.fail(f"no first checkpoint ({slurm.state(job)})\n{job_log(log)[-3000:]}")
-        time.sleep(0.1)
+    job = submit_and_wait_for_a_checkpoint(slurm, tmp_path, log, run_dir, env)
     victim = hosts_of(run_dir)[3]
     t0 = time.monotonic()
     slurm.net.link(victim, up=False)

@@ -26,6 +26,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm_cluster import SlurmCluster, SlurmError, SlurmUnavailable, ensure_installed
+from slurm_cluster import job_log as read_log
+from slurm_cluster import wait_for_job as wait_done
 
 pytestmark = pytest.mark.slurm
 
@@ -66,17 +68,6 @@ def submit(slurm: SlurmCluster, script: str, workdir: Path, log: Path, env: dict
            *sbatch_args: str) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     return slurm.sbatch(HPC / script, ["--chdir", str(workdir), "--output", str(log), *sbatch_args], env=env)
-
-
-def read_log(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else "(no job output)"
-
-
-def wait_done(slurm: SlurmCluster, job: str, log: Path, timeout: float) -> dict[str, str]:
-    try:
-        return slurm.wait_for(job, timeout=timeout)
-    except SlurmError as exc:
-        pytest.fail(f"{exc}\n--- job output\n{read_log(log)[-4000:]}\n--- slurmctld\n{slurm.log_tail()}")
 
 
 def members_rows(run_dir: Path) -> list[dict[str, str]]:
