@@ -1,12 +1,12 @@
 # Shared body of the method-comparison scripts (sourced, not run): PBT (truncation), random search,
-# optionally PB2, and two single-agent baselines on one task, at the same env steps per member, then
+# PB2 and two single-agent baselines on one task, at the same env steps per member, then
 # `python -m evo.report` over all of them. The caller sets SCRIPT, TASK, ENV_ARGS, TUNED_SET,
 # TUNED_LABEL, GENERATIONS and STEPS_PER_GEN; RANKS (8), MEMBERS (= RANKS), SEEDS ("0 100 200 300
-# 400"), VARIANTS ("pbt random"; add pb2 for PB2), BASE_SEED (1000), BASE_SEEDS (10), BASE_RANKS
-# (= BASE_SEEDS) and EVAL_EPISODES (10) default here. Every size can be set from the environment.
+# 400"), VARIANTS ("pbt random pb2"), BASE_SEED (1000), BASE_SEEDS (40: 5 disjoint groups of 8 for the
+# compute-matched rows), BASE_RANKS (= RANKS) and EVAL_EPISODES (10) default here. Every size can be set from the environment.
 #
 # Protocol (fixed before any result of this version was seen; see experiments/results/README.md):
-#   * PBT, random search (and PB2 when asked for) share everything but the exploit/explore step:
+#   * PBT, random search and PB2 (--explore pb2) share everything but the exploit/explore step:
 #     MEMBERS members on RANKS ranks, SB3's default PPO run settings (1 env, 2048-step rollouts,
 #     64x64 MLP), initial hyperparameters drawn from evo's default PPO search space (ranges from the
 #     RL Zoo's Optuna sampler, evo/learners/ppo.py), GENERATIONS x STEPS_PER_GEN env steps per
@@ -35,10 +35,10 @@ source experiments/launcher.sh
 RANKS=${RANKS:-8}
 MEMBERS=${MEMBERS:-$RANKS}
 SEEDS=${SEEDS:-0 100 200 300 400}
-VARIANTS=${VARIANTS:-pbt random}
+VARIANTS=${VARIANTS:-pbt random pb2}
 BASE_SEED=${BASE_SEED:-1000}
-BASE_SEEDS=${BASE_SEEDS:-10}
-BASE_RANKS=${BASE_RANKS:-$BASE_SEEDS}
+BASE_SEEDS=${BASE_SEEDS:-40}
+BASE_RANKS=${BASE_RANKS:-$RANKS}
 EVAL_EPISODES=${EVAL_EPISODES:-10}
 read -r -a SEED_LIST <<< "$SEEDS"
 TIMESTEPS=$((GENERATIONS * STEPS_PER_GEN))
