@@ -7,10 +7,9 @@ trains K independent seeds (seed + rank), the fair comparison to a K-member popu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from evo.cli import run_baseline
+from evo.cli import exit_process, run_baseline
 
 DESCRIPTION = "Train PPO agents (one per MPI rank, independent seeds) with a named hyperparameter set."
 
@@ -20,4 +19,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from collections.abc import Sequence
 
-from evo.cli import run_strategy
+from evo.cli import exit_process, run_strategy
 
 DESCRIPTION = ("PBT with a selection rule (--rule, default truncation) and a transport (--transport, default "
                "the rule's). Rules and transports registered by modules named in EVO_PLUGINS can be used.")
@@ -26,4 +25,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -6,10 +6,9 @@ Usage: ``mpiexec -n 8 python -m evo.truncation_collective --env-id CartPole-v1``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from evo.cli import run_strategy
+from evo.cli import exit_process, run_strategy
 
 DESCRIPTION = (
     'PBT with truncation selection moved by collectives: one sub-communicator per donor and a '
@@ -22,4 +21,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

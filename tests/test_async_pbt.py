@@ -163,6 +163,9 @@ def check_records(run: Path, members: int, generations: int) -> tuple[list[dict[
     assert summary["async"]["exploits"] == len(lin)
     assert 0 <= summary["best_member"] < members and (run / "best_model.zip").exists()
     assert all(v is not None for v in summary["final_eval"]["scores"])
+    for t in summary["timing"]["ranks"]:  # every rank's checkpoints and final evaluation timed inside its loop
+        assert 0 < t["checkpoint_s"] < t["loop_s"] and 0 < t["final_eval_s"] < t["loop_s"]
+        assert t["outside_loop_s"] == pytest.approx(t["total_s"] - t["loop_s"], abs=1e-3)
     for m in range(members):
         manifest = run / "checkpoints" / f"gen_{generations:06d}" / f"member_{m:03d}.manifest.json"
         assert manifest.exists()

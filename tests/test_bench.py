@@ -85,3 +85,34 @@ def test_member_vs_baseline_ratio_is_the_ratio_of_the_medians(tmp_path):
     assert printed == pytest.approx(pbt / base, rel=1e-5)
     assert json.loads((tmp_path / "member_vs_baseline.json").read_text())["ratio"] == pytest.approx(pbt / base,
                                                                                                     rel=1e-12)
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(200)
+def test_outside_splits_whole_commands_into_loop_and_the_rest(tmp_path):
+    """Two installations (here the same one twice) timed round by round: outside = command - loop,
+    the loop's span is generations.csv's, the split adds up, and the printed ratio is the median of
+    the per-round ratios in the JSON."""
+    if mpiexec_path() is None:
+        pytest.skip("no mpiexec")
+    import sys
+
+    from tests.conftest import TINY
+
+    r = run_module("evo.bench", "outside", "--python", f"a={sys.executable}", "--python", f"b={sys.executable}",
+                   "--ranks", "2", "--rounds", "1", "--out", str(tmp_path), "--",
+                   *TINY, "--generations", "2", "--num-agents", "2", timeout=190)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "outside.json").read_text())
+    assert [row["install"] for row in data["rows"]] == ["a", "b"]
+    for row in data["rows"]:
+        assert row["outside_s"] == pytest.approx(row["command_s"] - row["loop_s"])
+        assert 0 < row["loop_s"] < row["command_s"] and row["train_s"] > 0 and row["eval_s"] > 0
+        inside = row["to_start_s"] + row["start_s"] + row["finish_s"] + row["exit_s"]
+        assert inside + row["loop_s"] == pytest.approx(row["command_s"], abs=0.5)  # + the loop's own marks
+        assert 0 < row["eval_share"] < 1 and row["checkpoint_s"] > 0
+    a, b = data["rows"]
+    got = re.search(r"b / a: whole command ([0-9.]+)x, outside the loop ([0-9.]+)x", r.stdout)
+    assert got, r.stdout[-2000:]
+    assert float(got.group(1)) == pytest.approx(b["command_s"] / a["command_s"], abs=1e-3)
+    assert float(got.group(2)) == pytest.approx(b["outside_s"] / a["outside_s"], abs=1e-3)

@@ -48,6 +48,16 @@ def test_population_larger_than_the_world_with_pb2(strategy: str, tmp_path: Path
     summary = json.loads((run / "summary.json").read_text())
     assert summary["num_agents"] == 5 and len(summary["final_eval"]["scores"]) == 5
     assert (run / "best_model.zip").exists()
+    # where each rank's time went: marks in order, the loop's span that of generations.csv
+    timing = summary["timing"]["ranks"]
+    wall = float(rows(run / "generations.csv")[-1]["wall_s"])
+    assert len(timing) == 2 and "reference_s" in timing[0] and "reference_s" not in timing[1]
+    for t in timing:
+        assert 0 < t["to_start_s"] < t["total_s"] and t["start_s"] > 0 and t["finish_s"] >= 0
+        assert wall - 0.05 <= t["loop_s"] <= wall + 5.0, (t, wall)
+        assert t["total_s"] == pytest.approx(t["to_start_s"] + t["start_s"] + t["loop_s"] + t["finish_s"], abs=1e-3)
+        assert t["outside_loop_s"] == pytest.approx(t["total_s"] - t["loop_s"], abs=1e-3)
+        assert 0 < t["final_eval_s"] < t["loop_s"] and 0 < t["checkpoint_s"] < t["loop_s"]
 
 
 @pytest.mark.mpi

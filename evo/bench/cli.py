@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 HELP = ("Benchmarks of evo: exchange cost, scaling, flat-state moves, PBT members vs baseline, transports, "
-        "members' training cost.")
+        "members' training cost, time outside the loop.")
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evo.bench.cost import add_parser as add_cost_parser
 
     add_cost_parser(sub)
+    from evo.bench.outside import add_parser as add_outside_parser
+
+    add_outside_parser(sub)
     return p
 
 
@@ -123,6 +126,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], Any]]:
     from evo.bench.agreement import cmd_agreement
     from evo.bench.cost import cmd_cost
     from evo.bench.micro import cmd_micro, micro_worker
+    from evo.bench.outside import cmd_outside
     from evo.bench.phases import transport_worker
     from evo.bench.sweep import cmd_exchange, cmd_scaling
     from evo.bench.transport import cmd_transport
@@ -130,7 +134,8 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], Any]]:
 
     return {"exchange": cmd_exchange, "scaling": cmd_scaling, "micro": cmd_micro, "_micro_worker": micro_worker,
             "member-vs-baseline": cmd_member_vs_baseline, "transport": cmd_transport,
-            "_transport_worker": transport_worker, "agreement": cmd_agreement, "cost": cmd_cost}
+            "_transport_worker": transport_worker, "agreement": cmd_agreement, "cost": cmd_cost,
+            "outside": cmd_outside}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,13 +28,13 @@ def mpiexec_path() -> str:
     return found
 
 
-def run_cmd(args: Sequence[str], timeout: float) -> tuple[int, str, str, float]:
-    """Run ``args`` in its own process group; kill the group on timeout (returncode -9).
+def run_cmd(args: Sequence[str], timeout: float, cwd: str | Path | None = None) -> tuple[int, str, str, float]:
+    """Run ``args`` (in ``cwd``) in its own process group; kill the group on timeout (returncode -9).
     Returns (returncode, stdout, stderr, seconds)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     t0 = time.monotonic()
     proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode

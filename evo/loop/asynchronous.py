@@ -133,8 +133,9 @@ def run_interval(a: AsyncRun, st: MemberState) -> bool:
     st.next = k + 1
     checkpointed = None
     if cfg.checkpoint_every and (st.next % cfg.checkpoint_every == 0 or st.next == cfg.generations):
-        ckpt.write_member(ckpt.gen_dir(cfg.run_dir, st.next), m, st.next, r.expected,
-                          entry(o, time.perf_counter() - r.t_run0))
+        _, seconds = ckpt.write_member(ckpt.gen_dir(cfg.run_dir, st.next), m, st.next, r.expected,
+                                       entry(o, time.perf_counter() - r.t_run0))
+        r.timeline.add("checkpoint", seconds)
         st.checkpointed = checkpointed = st.next
     done = hub.report({"kind": "done", "row": row, "lineage": lineage, "checkpointed": checkpointed})
     tick_watchdog(min(s.next for s in a.states))
@@ -236,6 +237,7 @@ def run_async(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] |
             for s in r.slots:
                 s.tb.flush()
     wall_loop = time.perf_counter() - t_loop
+    r.timeline.mark("loop_end")
     stats = comm.gather({**hub.stats(), "wall_s": wall_loop}, root=0)
     stopped = comm_mod.agree(comm, stopped)
     checkpointed = comm.gather([(st.slot.index, st.checkpointed) for st in states], root=0)

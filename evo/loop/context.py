@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from evo.config import PBTConfig
 from evo.core.decide import Decision
 from evo.core.space import HParams, Space
+from evo.loop.timing import Timeline
 from evo.records import TensorBoard
 from evo.stop import StopFlag
 
@@ -91,6 +92,8 @@ class Run:
     final_eval: dict[int, float] = field(default_factory=dict)
     """This rank's members scored on unseen episodes after their last generation."""
     lock: Any = None
+    timeline: Timeline = field(default_factory=Timeline)
+    """This rank's phase marks and spans (summary.json ``timing``, :mod:`evo.loop.timing`)."""
 
     @property
     def rank(self) -> int:

@@ -12,6 +12,7 @@ from evo.core.selection import best_member
 from evo.loop.context import Population, Run
 from evo.loop.rows import nan_none
 from evo.loop.step import final_evaluate
+from evo.loop.timing import TIMING_NOTE
 from evo.records import write_json
 
 EXIT_PREEMPTED = 75
@@ -50,10 +51,12 @@ def finish(r: Run, pop: Population | None, wall: float, extra: Mapping[str, Any]
             metrics["hparams/final_test_score"] = float(tests[m.index])
         s.tb.hparams(m.hparams, metrics, run_name=".")
         finals.append((m.index, r.final_eval[m.index]))
-    gathered = comm.gather(finals, root=0)
+    r.timeline.mark("end")
+    gathered = comm.gather((finals, r.timeline.summary()), root=0)
     if r.rank != 0:
         return
-    final = [v for _, v in sorted(x for part in gathered for x in part)]
+    final = [v for _, v in sorted(x for part, _ in gathered for x in part)]
+    timing = [t for _, t in gathered]
     from evo.core.seeds import final_eval_seed
 
     write_json(cfg.run_dir / "summary.json", {
@@ -68,6 +71,8 @@ def finish(r: Run, pop: Population | None, wall: float, extra: Mapping[str, Any]
                        "note": "fresh episodes never used for selection (the same episodes for every member), "
                                "after the last generation (which ends with its evaluation: no exploit after it)"},
         "wall_s": wall, "strategy": cfg.strategy, **(dict(extra) if extra else {}),
+        "timing": {"ranks": timing, "outside_loop_s_max": max(t["outside_loop_s"] for t in timing),
+                   "note": TIMING_NOTE},
     })
     if cfg.verbose and best >= 0:
         print(f"done: best member {best} score {scores[best]:.2f} (on unseen episodes: {final[best]:.2f}); "

@@ -24,6 +24,7 @@ from evo.envs import env_settings_from_yaml
 from evo.errors import CheckpointError, ConfigError, everywhere
 from evo.loop.context import Run, Slot
 from evo.loop.resume import check_resume_settings, note_resume
+from evo.loop.timing import Timeline
 from evo.records import TensorBoard
 from evo.stop import STOP
 
@@ -182,7 +183,8 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__}
 
 
-def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[str, Any], first: Any) -> None:
+def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[str, Any], first: Any,
+                    timeline: Timeline | None = None) -> None:
     """(rank 0, a new run) config.json: the resolved settings and what a reader needs to trust them."""
     from evo.cmdline import save_config
     from evo.reference import random_policy_score
@@ -190,6 +192,10 @@ def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[
     assert cfg.num_agents is not None
     episodes = max(10, cfg.eval_episodes)
     extra: dict[str, Any] = {"async": True} if cfg.async_mode else {}
+    t0 = time.perf_counter()
+    reference = random_policy_score(cfg.to_dict(), episodes, cfg.seed)
+    if timeline is not None:
+        timeline.add("reference", time.perf_counter() - t0)
     save_config(cfg, cfg.run_dir / "config.json", {
         "world_size": world, "members_per_rank": [len(comm_mod.local_members(cfg.num_agents, k, world))
                                                   for k in range(world)],
@@ -199,7 +205,7 @@ def save_new_config(cfg: PBTConfig, world: int, threads: int, settings: Mapping[
         "resumes": [], **extra,
         # the mean return of a uniformly random policy on generation 0's evaluation episodes: the
         # reference that tells at once whether anything learned (at least 10 episodes)
-        "random_policy": {"score": random_policy_score(cfg.to_dict(), episodes, cfg.seed), "episodes": episodes},
+        "random_policy": {"score": reference, "episodes": episodes},
     })
 
 
@@ -211,6 +217,8 @@ def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | Non
     from evo.learners import make_learner
     from evo.loop.lock import RunLock
 
+    timeline = Timeline()
+    timeline.mark("start")
     rank, world = comm.Get_rank(), comm.Get_size()
     space, threads, expected, settings = resolve_run(cfg, comm)
     assert cfg.num_agents is not None
@@ -244,9 +252,9 @@ def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | Non
         if rank == 0:  # only now that every member loaded: drop records of generations to be redone
             _truncate(cfg, plan, sorted(i for part in fresh for i in part))
     elif rank == 0:
-        save_new_config(cfg, world, threads, settings, members[0])
+        save_new_config(cfg, world, threads, settings, members[0], timeline)
     comm.Barrier()
-    r = Run(cfg, comm, space, [], STOP.install(), expected, schedule, lock=lock)
+    r = Run(cfg, comm, space, [], STOP.install(), expected, schedule, lock=lock, timeline=timeline)
     resumed = plan.dirs if plan is not None else {}
     r.slots = [Slot(m, TensorBoard(cfg.run_dir / "tb" / f"member_{m.index:03d}" if cfg.tb_writer else None,
                                    purge_step=m.num_timesteps if m.index in resumed else None)) for m in members]
@@ -263,6 +271,7 @@ def start(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | Non
                 f", resumed at generation {plan.start}"
         print_start(r, threads, where)
     r.t_run0 = time.perf_counter() - (plan.wall_s if plan is not None else 0.0)  # wall time continues
+    timeline.mark("loop")
     return r, plan
 
 

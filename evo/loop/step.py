@@ -106,7 +106,10 @@ def evaluate(r: Run, o: Outcome) -> None:
 def final_evaluate(r: Run, member: Learner) -> float:
     """The member on fresh episodes that no selection ever saw (the same for every member)."""
     cfg = r.cfg
-    return member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, seeds.final_eval_seed())
+    t0 = time.perf_counter()
+    score = member.evaluate(cfg.eval_episodes, cfg.deterministic_eval, seeds.final_eval_seed())
+    r.timeline.add("final_eval", time.perf_counter() - t0)
+    return score
 
 
 def apply_copy(slot: Slot, state: np.ndarray, hparams: Mapping[str, Any]) -> None:

@@ -131,6 +131,7 @@ def checkpoint(r: Run, gen: int, outcomes: list[Outcome], pop: Population | None
             "generation": gen, "completed_generations": gen + 1, "bytes_total": sum(b for b, _ in flat),
             "bytes_per_member": flat[0][0], "seconds_max": max(t for _, t in flat)}])
     seconds = sum(t for _, t in written)
+    r.timeline.add("checkpoint", seconds)
     for s in r.slots:
         s.tb.scalars({"time/checkpoint_s": seconds / max(1, len(r.slots))}, step=s.member.num_timesteps)
     return seconds
@@ -253,6 +254,7 @@ def run_sync(cfg: PBTConfig, comm: Any, schedule: Sequence[Mapping[str, Any]] | 
         for s in r.slots:
             s.tb.flush()
         r.pop_tb.flush()
+    r.timeline.mark("loop_end")
     if exit_code == 0:
         if last is None and r.rank == 0 and plan is not None:  # resumed after the final checkpoint
             last = _population_from_checkpoint(ckpt.gen_dir(cfg.run_dir, start_gen))
