@@ -54,16 +54,16 @@ def installs(specs: Sequence[str] | None) -> list[tuple[str, Path]]:
     """``LABEL=PYTHON`` pairs (a bare path is labelled by its position)."""
     import sys
 
-    out = []
+    out: list[tuple[str, Path]] = []
     for i, spec in enumerate(specs or [f"this={sys.executable}"]):
-        label, _, path = spec.rpartition("=")
-        out.append((label or f"python{i}", Path(path).absolute()))  # not resolved: a venv's python is a link
+        label, _, given = spec.partition("=") if "=" in spec else ("", "", spec)
+        out.append((label or f"python{i}", Path(given).absolute()))  # not resolved: a venv's python is a link
     labels = [label for label, _ in out]
     if len(set(labels)) != len(labels):
         raise SystemExit(f"evo.bench outside: labels must differ: {labels}")
-    for label, path in out:
-        if not (path.parent / "mpiexec").exists():
-            raise SystemExit(f"evo.bench outside: no mpiexec next to {path} ({label})")
+    for label, python in out:
+        if not (python.parent / "mpiexec").exists():
+            raise SystemExit(f"evo.bench outside: no mpiexec next to {python} ({label})")
     return out
 
 
