@@ -252,9 +252,9 @@ def task_notes(tr: TaskReport, reps: int, seed: int) -> list[str]:
     notes += compute_notes(tr)
     if any(e.variant == "population" for e in tr.entries):
         notes.append("*…, all members*: the mean score of all members of each PBT run, without picking the best; "
-                     "its gap to the row above is the selection effect. It always comes from the members' own "
-                     "evaluation: a run's `final_eval` is taken after its last exploit, when the losers already "
-                     "hold copies of the winners.")
+                     "its gap to the row above is the selection effect. It comes from the members' own evaluation "
+                     "at the budget (the episodes selection saw: a mean over every member picks none of them, so "
+                     "those episodes bias it no more than fresh ones would).")
     few = [e.label for e in tr.entries if 0 < e.n < MIN_RUNS_FOR_CI]
     notes += statistics_notes([tr.stats.get(e.label) for e in tr.entries], few, reps, seed, bool(tr.baselines))
     if not tr.baselines:
