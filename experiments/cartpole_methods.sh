@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CartPole-v1, PPO from SB3's default settings: PBT (truncation), random search, PB2, SB3 defaults
-# and the RL Zoo's tuned PPO (evo's `cartpole` set), at a small budget of the same env steps per member. Protocol: experiments/methods_lib.sh.
+# and the RL Zoo's tuned PPO (evo's `cartpole` set), at a small budget of the same env steps per
+# member. Protocol: experiments/methods_lib.sh.
 #
 # Default size: 8 members, 8 generations x 2048 = 16,384 env steps per member, 5 seeds of each
 # population variant (15 runs of 8 members) and 40 seeds of each baseline (5 groups of 8).

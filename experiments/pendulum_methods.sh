@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Pendulum-v1, PPO from SB3's default settings: PBT (truncation), random search, PB2, SB3 defaults and the RL Zoo's tuned PPO, at the same env steps per
-# member. Protocol: experiments/methods_lib.sh.
+# Pendulum-v1, PPO from SB3's default settings: PBT (truncation), random search, PB2, SB3 defaults
+# and the RL Zoo's tuned PPO, at the same env steps per member. Protocol: experiments/methods_lib.sh.
 #
 # Default size: 8 members, 12 generations x 4096 = 49,152 env steps per member, 5 seeds of each
 # population variant (15 runs of 8 members) and 40 seeds of each baseline (5 groups of 8).
