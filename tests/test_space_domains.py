@@ -249,11 +249,11 @@ def test_a_bad_space_stops_every_rank_before_training(tmp_path: Path) -> None:
         pytest.skip("no mpiexec")
     bad = tmp_path / "bad.yaml"
     bad.write_text("clip_range: {low: -1, high: 0.3}\n")
-    # each rank runs the entry point in-process and leaves its own exit code in a file
-    wrapper = ("import os, runpy, sys\n"
+    # each rank runs the entry point's main() in-process and leaves its own exit code in a file
+    wrapper = ("import os, sys\n"
+               "from evo.truncation import main\n"
                "out = sys.argv.pop(1)\n"
-               "sys.argv[0] = 'evo.truncation'\n"
-               "try:\n    runpy.run_module('evo.truncation', run_name='__main__')\n    code = 0\n"
+               "try:\n    code = main(sys.argv[1:])\n"
                "except SystemExit as exc:\n    code = exc.code if isinstance(exc.code, int) else 1\n"
                "with open(os.path.join(out, 'rc.' + os.environ['PMI_RANK']), 'w') as fh:\n    fh.write(str(code))\n"
                "sys.exit(code)\n")

@@ -5,7 +5,9 @@ Each round launches ``mpiexec -n RANKS PYTHON -m evo.ENTRY ARGS`` once per insta
 ``mpiexec``, next to its Python) and times the whole command, from the launcher's start to its exit.
 The loop's wall time is the last ``wall_s`` of ``generations.csv``, which every version writes, so
 ``outside = command - loop`` is measured the same way for any version. Member time by phase is summed
-over ``members.csv`` (train, evaluate, select, exchange) and the checkpoints' records. Where
+over ``members.csv`` (train, evaluate, select, exchange); ``checkpoint`` is the checkpoints' time on the
+critical path (sync: the slowest member's per generation, from ``checkpoints.jsonl``; async: the busiest
+rank's). Where
 ``summary.json`` has ``timing`` (:mod:`evo.loop.timing`), the row splits the outside time too:
 ``to_start`` (interpreter, imports, checks), ``start`` (members built, config, random-policy
 reference), ``finish``, and ``exit`` (the command's end after the slowest rank's last mark: process
@@ -78,14 +80,15 @@ def measure(run_dir: Path, command_s: float) -> dict[str, Any]:
         row[phase] = sum(num(m.get(column)) or 0.0 for m in members)
     summary = json.loads((run_dir / "summary.json").read_text())
     ranks = summary.get("timing", {}).get("ranks")
+    if (run_dir / "checkpoints.jsonl").exists():  # sync, any version: the slowest member's, per generation
+        row["checkpoint_s"] = sum(float(c.get("seconds_max", 0.0)) for c in read_jsonl(run_dir / "checkpoints.jsonl"))
+    elif ranks:  # async: the busiest rank's
+        row["checkpoint_s"] = max(float(t.get("checkpoint_s", 0.0)) for t in ranks)
     if ranks:
-        row["checkpoint_s"] = sum(float(t.get("checkpoint_s", 0.0)) for t in ranks)
         for key in ("to_start_s", "start_s", "finish_s"):
             row[key] = max(float(t[key]) for t in ranks)
         row["reference_s"] = max(float(t.get("reference_s", 0.0)) for t in ranks)
         row["exit_s"] = command_s - max(float(t["total_s"]) for t in ranks)
-    elif (run_dir / "checkpoints.jsonl").exists():
-        row["checkpoint_s"] = sum(float(c.get("seconds_max", 0.0)) for c in read_jsonl(run_dir / "checkpoints.jsonl"))
     spent = sum(row.get(p, 0.0) or 0.0 for p in PHASES)
     row["eval_share"] = row["eval_s"] / spent if spent else None
     return row
