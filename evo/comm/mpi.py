@@ -8,6 +8,7 @@ Small Python objects (scores, hyperparameters, plans) travel with the lowercase,
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -39,10 +40,17 @@ def local_rank(comm: MPI.Comm) -> int:
         node.Free()
 
 
+ABORT_GRACE_S = 0.3
+"""Seconds between a failing rank's last output and MPI_Abort."""
+
+
 def abort(comm: MPI.Comm, code: int) -> None:
-    """Tear down every rank of the job (used when one rank fails, so nobody waits forever)."""
+    """Tear down every rank of the job (used when one rank fails, so nobody waits forever). The
+    short pause after flushing lets the launcher forward this rank's last line (the one-line error)
+    before MPI_Abort kills its processes: once in four loaded CI runs, Hydra lost it."""
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(ABORT_GRACE_S)
     comm.Abort(code)
 
 
